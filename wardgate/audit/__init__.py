@@ -1,0 +1,1 @@
+"""What happened: session and statement records, written in order and in batches to the store."""

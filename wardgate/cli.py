@@ -1,0 +1,307 @@
+"""The `wardgate` command. Every command that touches the store takes the same ``-c FILE`` and ``--store URL``."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import click
+
+from .config import Config, ConfigError, Overrides, load_config, parse_duration
+from .store import Store, StoreError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def config_options(func: F) -> F:
+    func = click.option("--store", "store_url", envvar="WARDGATE_STORE", metavar="URL",
+                        help="Store URL (sqlite:///PATH or postgresql://...); overrides the file.")(func)
+    func = click.option("-c", "--config", "config_path", envvar="WARDGATE_CONFIG", metavar="FILE",
+                        type=click.Path(dir_okay=False), help="The YAML configuration file.")(func)
+    return func
+
+
+def _load(config_path: str | None, store_url: str | None, listen_postgres: str | None = None) -> Config:
+    try:
+        return load_config(config_path, Overrides(store=store_url, listen_postgres=listen_postgres))
+    except ConfigError as exc:
+        click.echo(f"wardgate: {exc}", err=True)
+        sys.exit(2)
+
+
+def _store(config: Config) -> Store:
+    from .server import open_store
+
+    try:
+        return open_store(config)
+    except StoreError as exc:
+        click.echo(f"wardgate: {exc}", err=True)
+        sys.exit(1)
+
+
+def _json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, default=_default, sort_keys=True))
+
+
+def _default(o: object) -> str:
+    if isinstance(o, datetime):
+        return o.isoformat()
+    raise TypeError(type(o).__name__)
+
+
+def _ts(dt: datetime | None) -> str:
+    return dt.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") if dt else "-"
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> None:
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
+    click.echo("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip())
+    for r in rows:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+
+
+@click.group()
+@click.version_option(package_name="wardgate")
+def main() -> None:
+    """wardgate: an access gateway for production databases."""
+
+
+@main.command()
+@config_options
+@click.option("--listen-postgres", envvar="WARDGATE_LISTEN_POSTGRES", metavar="HOST:PORT",
+              help="Where PostgreSQL clients connect; overrides the file.")
+@click.option("--log-level", envvar="WARDGATE_LOG_LEVEL", default="info",
+              type=click.Choice(["debug", "info", "warning", "error"]))
+def serve(config_path: str | None, store_url: str | None, listen_postgres: str | None, log_level: str) -> None:
+    """Validate the configuration, migrate the store and run the gateway."""
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    config = _load(config_path, store_url, listen_postgres)
+    store = _store(config)
+    from .server import run
+
+    try:
+        run(config, store)
+    except OSError as exc:
+        click.echo(f"wardgate: cannot listen on {config.listen.postgres}: {exc.strerror or exc}", err=True)
+        sys.exit(1)
+
+
+@main.group()
+def config() -> None:
+    """Inspect the configuration."""
+
+
+@config.command("check")
+@config_options
+def config_check(config_path: str | None, store_url: str | None) -> None:
+    """Validate the configuration file and say what it defines."""
+    cfg = _load(config_path, store_url)
+    click.echo(f"ok: {len(cfg.connections)} connection(s), store {Store(cfg.store).describe()}, "
+               f"postgres listener {cfg.listen.postgres}")
+
+
+@main.group()
+def connections() -> None:
+    """The databases users reach through the gateway."""
+
+
+@connections.command("list")
+@config_options
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def connections_list(config_path: str | None, store_url: str | None, as_json: bool) -> None:
+    """List the configured connections (never their secrets)."""
+    cfg = _load(config_path, store_url)
+    items = [
+        {"name": name, "type": c.type, "host": c.host, "port": c.port, "database": c.database, "user": c.user,
+         "sslmode": c.sslmode, "password": str(c.password) if c.password else None,
+         "allow_groups": c.allow_groups, "description": c.description}
+        for name, c in cfg.connections.items()
+    ]
+    if as_json:
+        _json(items)
+        return
+    _table(["NAME", "TYPE", "UPSTREAM", "SSLMODE", "PASSWORD", "ALLOW GROUPS"],
+           [[i["name"], i["type"], f"{i['user']}@{i['host']}:{i['port']}/{i['database']}", i["sslmode"],
+             i["password"] or "-", ",".join(i["allow_groups"]) or "(any)"] for i in items])
+
+
+@main.group()
+def token() -> None:
+    """Gateway-issued tokens for people, services and agents."""
+
+
+@token.command("create")
+@config_options
+@click.option("--user", required=True, help="The identity the token stands for (the user name clients give).")
+@click.option("--groups", default="", help="Comma-separated groups.")
+@click.option("--ttl", default=None, help="Lifetime, e.g. 30m, 1h, 7d (default: identity.tokens.default_ttl).")
+@click.option("--json", "as_json", is_flag=True, help="Print id, token and expiry as JSON.")
+def token_create(config_path: str | None, store_url: str | None, user: str, groups: str, ttl: str | None,
+                 as_json: bool) -> None:
+    """Issue a signed token; it is printed once and never stored."""
+    cfg = _load(config_path, store_url)
+    try:
+        seconds = parse_duration(ttl) if ttl is not None else cfg.identity.tokens.default_ttl
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--ttl") from None
+    if seconds > cfg.identity.tokens.max_ttl:
+        raise click.BadParameter(f"longer than identity.tokens.max_ttl ({cfg.identity.tokens.max_ttl:g}s)",
+                                 param_hint="--ttl")
+    from .server import token_service
+
+    store = _store(cfg)
+    import getpass
+
+    try:
+        issued = token_service(cfg, store).create(user, groups.split(","), seconds, getpass.getuser())
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--user") from None
+    if as_json:
+        _json({"id": issued.id, "token": issued.token, "user": issued.subject, "groups": list(issued.groups),
+               "expires_at": issued.expires_at})
+        return
+    click.echo(f"token {issued.id} for {issued.subject} (groups: {','.join(issued.groups) or '-'}), "
+               f"expires {_ts(issued.expires_at)} UTC", err=True)
+    click.echo(issued.token)
+
+
+@token.command("revoke")
+@config_options
+@click.argument("token_id")
+def token_revoke(config_path: str | None, store_url: str | None, token_id: str) -> None:
+    """Revoke a token by its id; new sessions with it are refused at once."""
+    store = _store(_load(config_path, store_url))
+    if not store.revoke_token(token_id):
+        known = store.token(token_id)
+        click.echo(f"wardgate: token {token_id} " + ("is already revoked" if known else "does not exist"),
+                   err=True)
+        sys.exit(1)
+    click.echo(f"revoked {token_id}")
+
+
+@token.command("list")
+@config_options
+@click.option("--user", default=None)
+@click.option("--json", "as_json", is_flag=True)
+def token_list(config_path: str | None, store_url: str | None, user: str | None, as_json: bool) -> None:
+    """List issued tokens (ids and metadata; the tokens themselves are never stored)."""
+    rows = _store(_load(config_path, store_url)).tokens(user)
+    if as_json:
+        _json(rows)
+        return
+    now = datetime.now(UTC)
+    _table(["ID", "USER", "GROUPS", "CREATED", "EXPIRES", "STATE"],
+           [[r["id"], r["subject"], ",".join(r["groups"]) or "-", _ts(r["created_at"]), _ts(r["expires_at"]),
+             "revoked" if r["revoked_at"] else ("expired" if r["expires_at"] < now else "active")] for r in rows])
+
+
+@main.group()
+def sessions() -> None:
+    """Recorded sessions and their statements."""
+
+
+@sessions.command("list")
+@config_options
+@click.option("--user", default=None)
+@click.option("--connection", default=None)
+@click.option("--limit", default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def sessions_list(config_path: str | None, store_url: str | None, user: str | None, connection: str | None,
+                  limit: int, as_json: bool) -> None:
+    """The most recent sessions first."""
+    rows = _store(_load(config_path, store_url)).sessions(limit, user, connection)
+    if as_json:
+        _json(rows)
+        return
+    _table(["ID", "STARTED (UTC)", "USER", "CONNECTION", "CLIENT", "APPLICATION", "STMTS", "ENDED", "REASON"],
+           [[r["id"][:8], _ts(r["started_at"]), r["user"], r["connection"], r["client_addr"],
+             r["application_name"] or "-", str(r["statements"]), _ts(r["ended_at"]) if r["ended_at"] else "open",
+             r["end_reason"] or ""] for r in rows])
+
+
+@sessions.command("show")
+@config_options
+@click.argument("session_id")
+@click.option("--json", "as_json", is_flag=True)
+def sessions_show(config_path: str | None, store_url: str | None, session_id: str, as_json: bool) -> None:
+    """One session (by id or unique id prefix) with every statement it ran."""
+    store = _store(_load(config_path, store_url))
+    row = store.session(session_id)
+    if row is None:
+        click.echo(f"wardgate: no single session matches {session_id!r}", err=True)
+        sys.exit(1)
+    stmts = store.statements(row["id"])
+    if as_json:
+        _json({**row, "statements": stmts})
+        return
+    click.echo(f"session     {row['id']}")
+    click.echo(f"user        {row['user']} (groups: {','.join(row['groups']) or '-'}; via {row['auth_method']}"
+               + (f" {row['token_id']})" if row["token_id"] else ")"))
+    click.echo(f"connection  {row['connection']} ({row['protocol']}) through {row['gateway']}")
+    click.echo(f"client      {row['client_addr']} {row['application_name'] or ''}".rstrip())
+    click.echo(f"started     {_ts(row['started_at'])} UTC")
+    click.echo(f"ended       {_ts(row['ended_at']) + ' UTC' if row['ended_at'] else 'still open'}"
+               + (f" ({row['end_reason']})" if row["end_reason"] else ""))
+    click.echo(f"bytes       {row['bytes_from_client']} from client, {row['bytes_to_client']} to client")
+    click.echo("")
+    _table(["#", "TIME (UTC)", "KIND", "STATUS", "RESULT", "MS", "STATEMENT"],
+           [[str(s["seq"]), _ts(s["started_at"]), s["kind"], s["status"],
+             (f"{s['sqlstate']} {s['error_message'] or ''}" if s["sqlstate"] else
+              (s["command_tag"] or "") + (f" ({s['row_count']} rows)" if s["row_count"] is not None
+                                          and s["command_tag"] and " " not in s["command_tag"] else "")),
+             f"{s['duration_ms']:.1f}" if s["duration_ms"] is not None else "-",
+             " ".join((s["text"] or "<unreadable>").split())[:120]] for s in stmts])
+
+
+@main.group()
+def audit() -> None:
+    """Audit events that belong to no session (failed logins, refused connections)."""
+
+
+@audit.command("events")
+@config_options
+@click.option("--kind", default=None, help="Only events of this kind (auth_failed, connection_refused).")
+@click.option("--limit", default=100, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def audit_events(config_path: str | None, store_url: str | None, kind: str | None, limit: int,
+                 as_json: bool) -> None:
+    """The most recent events first."""
+    rows = _store(_load(config_path, store_url)).events(kind, limit)
+    if as_json:
+        _json(rows)
+        return
+    _table(["TIME (UTC)", "KIND", "USER", "CONNECTION", "CLIENT", "DETAIL"],
+           [[_ts(r["at"]), r["kind"], r["subject"] or "-", r["connection"] or "-", r["client_addr"] or "-",
+             json.dumps(r["detail"], sort_keys=True)] for r in rows])
+
+
+@main.group()
+def demo() -> None:
+    """The demo dataset behind examples/demo.yaml."""
+
+
+@demo.command("load")
+@click.option("--dsn", default="host=127.0.0.1 port=5432 dbname=postgres user=postgres", show_default=True,
+              help="An administrative connection to the local PostgreSQL.")
+@click.option("--database", default="wardgate_demo", show_default=True)
+@click.option("--role", default="wardgate_demo", show_default=True)
+def demo_load(dsn: str, database: str, role: str) -> None:
+    """Create (or re-create) the demo database, its role and its customers, emails and card numbers."""
+    from .demo import load
+
+    try:
+        counts = load(dsn, database, role)
+    except Exception as exc:  # noqa: BLE001 - a CLI reports any failure as one clear line
+        click.echo(f"wardgate: cannot load the demo dataset: {exc}", err=True)
+        sys.exit(1)
+    click.echo(f"demo database {database} ready (role {role}): "
+               + ", ".join(f"{n} {t}" for t, n in counts.items()))
+
+
+if __name__ == "__main__":
+    main()

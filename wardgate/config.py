@@ -1,0 +1,354 @@
+"""Typed configuration: one YAML file plus overrides, validated whole before anything listens.
+
+Errors name their path in the file (``connections.shop.upstream: ...``) so an operator can fix them without
+reading code. Secrets are only ever referenced (``env:NAME``, ``file:PATH``) and resolved here, once.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import unquote, urlsplit
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+DEFAULT_STORE = "sqlite:///wardgate.db"
+DEFAULT_LISTEN_POSTGRES = "127.0.0.1:15432"
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; ``problems`` lists each one with its path in the file."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems))
+        self.problems = problems
+
+
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: object) -> float:
+    """Seconds from ``90``, ``"90s"``, ``"15m"``, ``"1h"``, ``"30d"``."""
+    if isinstance(value, bool):
+        raise ValueError("a duration is a number of seconds or a string like 30s, 15m, 1h, 7d")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str) and (m := re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*", value)):
+        seconds = float(m.group(1)) * _UNITS[m.group(2) or "s"]
+    else:
+        raise ValueError(f"{value!r} is not a duration (use a number of seconds or 30s, 15m, 1h, 7d)")
+    if seconds <= 0:
+        raise ValueError("a duration must be positive")
+    return seconds
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+def parse_host_port(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"{value!r} is not HOST:PORT")
+    return host.strip("[]"), int(port)
+
+
+class SecretRef(BaseModel):
+    """Where a secret comes from; the value is read once at load and never printed."""
+
+    model_config = ConfigDict(frozen=True)
+    ref: str
+    value: str = Field(repr=False)
+
+    def __str__(self) -> str:
+        return self.ref
+
+
+def _resolve_secret(raw: object, base: Path) -> SecretRef:
+    if not isinstance(raw, str):
+        raise ValueError("a secret must be a reference string: env:NAME or file:PATH")
+    if raw.startswith("env:"):
+        name = raw[4:]
+        if not name:
+            raise ValueError("env: needs a variable name")
+        if name not in os.environ:
+            raise ValueError(f"environment variable {name} is not set")
+        return SecretRef(ref=raw, value=os.environ[name])
+    if raw.startswith("file:"):
+        path = Path(raw[5:]).expanduser()
+        path = path if path.is_absolute() else base / path
+        try:
+            return SecretRef(ref=raw, value=path.read_text(encoding="utf-8").rstrip("\r\n"))
+        except OSError as exc:
+            raise ValueError(f"cannot read secret file {path}: {exc.strerror}") from None
+    raise ValueError("secrets are never written inline: use env:NAME or file:PATH")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _base(info: ValidationInfo) -> Path:
+    ctx = info.context or {}
+    base = ctx.get("base")
+    return base if isinstance(base, Path) else Path.cwd()
+
+
+def _path(value: object, info: ValidationInfo) -> Path | None:
+    if value is None:
+        return None
+    if not isinstance(value, str | Path):
+        raise ValueError("expected a file path")
+    p = Path(value).expanduser()
+    return p if p.is_absolute() else (_base(info) / p).resolve()
+
+
+class PostgresConnection(_Model):
+    """One upstream PostgreSQL database that users reach through the gateway by its name."""
+
+    type: Literal["postgres"] = "postgres"
+    upstream: str
+    password: SecretRef | None = None
+    sslmode: Literal["disable", "require", "verify-full"] = "disable"
+    sslrootcert: Path | None = None
+    allow_groups: list[str] = Field(default_factory=list)
+    connect_timeout: Duration = 10.0
+    description: str = ""
+
+    # Filled from ``upstream`` by the validator below.
+    host: str = ""
+    port: int = 5432
+    database: str = ""
+    user: str = ""
+
+    @field_validator("password", mode="before")
+    @classmethod
+    def _secret(cls, v: object, info: ValidationInfo) -> SecretRef | None:
+        return None if v is None else _resolve_secret(v, _base(info))
+
+    @field_validator("sslrootcert", mode="before")
+    @classmethod
+    def _rootcert(cls, v: object, info: ValidationInfo) -> Path | None:
+        p = _path(v, info)
+        if p is not None and not p.is_file():
+            raise ValueError(f"file {p} does not exist")
+        return p
+
+    @model_validator(mode="before")
+    @classmethod
+    def _split_upstream(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not isinstance(data.get("upstream"), str):
+            return data
+        url = urlsplit(data["upstream"])
+        if url.scheme not in ("postgres", "postgresql"):
+            raise ValueError("upstream: must be a postgresql://USER@HOST:PORT/DATABASE URL")
+        if url.password is not None:
+            raise ValueError("upstream: must not contain a password; reference it with password: env:NAME")
+        try:
+            port = url.port or 5432
+        except ValueError:
+            raise ValueError("upstream: invalid port") from None
+        database = unquote(url.path.lstrip("/"))
+        if not url.hostname or not url.username or not database:
+            raise ValueError("upstream: must name a user, a host and a database: postgresql://USER@HOST:PORT/DB")
+        if url.query:
+            raise ValueError("upstream: options go in their own keys (sslmode, sslrootcert), not in the URL")
+        return {**data, "host": url.hostname, "port": port, "database": database, "user": unquote(url.username)}
+
+    @model_validator(mode="after")
+    def _verify_full_needs_root(self) -> PostgresConnection:
+        if self.sslmode == "verify-full" and self.sslrootcert is None:
+            raise ValueError("sslmode verify-full needs sslrootcert: the CA file that signed the server's certificate")
+        return self
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}/{self.database} as {self.user}"
+
+
+class ListenConfig(_Model):
+    postgres: str = DEFAULT_LISTEN_POSTGRES
+    allow_plaintext: bool = False
+
+    @field_validator("postgres")
+    @classmethod
+    def _hp(cls, v: str) -> str:
+        parse_host_port(v)
+        return v
+
+
+class TLSConfig(_Model):
+    """The gateway's own certificate for clients. ``self_signed`` generates one on first start and keeps it."""
+
+    cert: Path | None = None
+    key: Path | None = None
+    self_signed: bool = False
+
+    @field_validator("cert", "key", mode="before")
+    @classmethod
+    def _p(cls, v: object, info: ValidationInfo) -> Path | None:
+        return _path(v, info)
+
+    @model_validator(mode="after")
+    def _complete(self) -> TLSConfig:
+        if (self.cert is None) != (self.key is None):
+            raise ValueError("cert and key go together")
+        if not self.self_signed:
+            for name, p in (("cert", self.cert), ("key", self.key)):
+                if p is not None and not p.is_file():
+                    raise ValueError(f"{name}: file {p} does not exist (set self_signed: true to generate one)")
+        return self
+
+
+class TokensConfig(_Model):
+    key_file: Path | None = None
+    default_ttl: Duration = 3600.0
+    max_ttl: Duration = 30 * 86400.0
+
+    @field_validator("key_file", mode="before")
+    @classmethod
+    def _p(cls, v: object, info: ValidationInfo) -> Path | None:
+        return _path(v, info)
+
+
+class IdentityConfig(_Model):
+    tokens: TokensConfig = Field(default_factory=TokensConfig)
+
+
+class LimitsConfig(_Model):
+    max_message_bytes: int = Field(default=64 * 1024 * 1024, ge=1024, le=1 << 30)
+    auth_timeout: Duration = 30.0
+
+
+class Config(_Model):
+    store: str = DEFAULT_STORE
+    data_dir: Path = Field(default=Path(".wardgate"), validate_default=True)
+    listen: ListenConfig = Field(default_factory=ListenConfig)
+    tls: TLSConfig = Field(default_factory=TLSConfig)
+    identity: IdentityConfig = Field(default_factory=IdentityConfig)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    connections: dict[str, PostgresConnection] = Field(default_factory=dict)
+
+    @field_validator("data_dir", mode="before")
+    @classmethod
+    def _dd(cls, v: object, info: ValidationInfo) -> Path | None:
+        return _path(v, info)
+
+    @field_validator("store")
+    @classmethod
+    def _store(cls, v: str) -> str:
+        if not re.match(r"^(sqlite|postgresql(\+psycopg)?|postgres)://", v):
+            raise ValueError("store must be sqlite:///PATH or postgresql://USER@HOST:PORT/DB")
+        return v
+
+    @field_validator("connections")
+    @classmethod
+    def _names(cls, v: dict[str, PostgresConnection]) -> dict[str, PostgresConnection]:
+        for name in v:
+            if not NAME_RE.match(name):
+                raise ValueError(f"connection name {name!r} must be letters, digits, _ . - (at most 63)")
+        return v
+
+    @model_validator(mode="after")
+    def _tls_or_plaintext(self) -> Config:
+        if self.tls.cert is None and not self.tls.self_signed and not self.listen.allow_plaintext:
+            raise ValueError(
+                "tls: no certificate: set tls.cert and tls.key, or tls.self_signed: true (development), "
+                "or listen.allow_plaintext: true to accept unencrypted clients (tokens would cross in clear)"
+            )
+        return self
+
+    @property
+    def tls_enabled(self) -> bool:
+        return self.tls.cert is not None or self.tls.self_signed
+
+    def tls_files(self) -> tuple[Path, Path]:
+        """Where the gateway certificate lives (configured, or in data_dir when self-signed)."""
+        if self.tls.cert is not None and self.tls.key is not None:
+            return self.tls.cert, self.tls.key
+        return self.data_dir / "gateway.crt", self.data_dir / "gateway.key"
+
+
+@dataclass(frozen=True)
+class Overrides:
+    """Values from the command line or ``WARDGATE_*`` variables; they win over the file."""
+
+    store: str | None = None
+    listen_postgres: str | None = None
+
+
+def _format_loc(loc: tuple[int | str, ...]) -> str:
+    return ".".join(str(p) for p in loc) or "(top level)"
+
+
+def load_config(path: str | Path | None, overrides: Overrides | None = None) -> Config:
+    """Read, resolve and validate the config; raise ``ConfigError`` listing every problem."""
+    raw: dict[str, Any] = {}
+    base = Path.cwd()
+    if path is not None:
+        p = Path(path)
+        try:
+            text = p.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError([f"cannot read {p}: {exc.strerror}"]) from None
+        try:
+            loaded = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError([f"{p} is not valid YAML: {exc}"]) from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError([f"{p}: the top level must be a mapping of keys"])
+        raw = loaded
+        base = p.resolve().parent
+    ov = overrides or Overrides()
+    store = ov.store or os.environ.get("WARDGATE_STORE")
+    listen = ov.listen_postgres or os.environ.get("WARDGATE_LISTEN_POSTGRES")
+    problems: list[str] = []
+    if listen:
+        try:
+            parse_host_port(listen)
+        except ValueError as exc:
+            problems.append(f"--listen-postgres: {exc}")
+    if problems:
+        raise ConfigError(problems)
+    try:
+        cfg = Config.model_validate(raw, context={"base": base})
+    except ValidationError as exc:
+        raise ConfigError([_describe(e) for e in exc.errors()]) from None
+    updates: dict[str, Any] = {}
+    if store:
+        try:
+            Config._store(store)
+        except ValueError as exc:
+            raise ConfigError([f"--store: {exc}"]) from None
+        updates["store"] = store
+    elif raw.get("store") is None:
+        updates["store"] = "sqlite:///" + str(base / "wardgate.db")
+    elif cfg.store.startswith("sqlite:///") and not cfg.store.startswith("sqlite:////"):
+        updates["store"] = "sqlite:///" + str((base / cfg.store[len("sqlite:///") :]).resolve())
+    if listen:
+        updates["listen"] = cfg.listen.model_copy(update={"postgres": listen})
+    return cfg.model_copy(update=updates) if updates else cfg
+
+
+def _describe(err: Any) -> str:
+    loc = tuple(err.get("loc", ()))
+    msg = str(err.get("msg", "invalid"))
+    msg = msg.removeprefix("Value error, ")
+    if err.get("type") == "extra_forbidden":
+        msg = "unknown key"
+    return f"{_format_loc(loc)}: {msg}"

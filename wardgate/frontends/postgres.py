@@ -1,0 +1,624 @@
+"""The PostgreSQL front-end: client socket <-> codec <-> pipeline <-> upstream socket.
+
+Each side is an ``asyncio.Protocol``. During startup the bytes are consumed by a coroutine (TLS, token,
+upstream login); after that both sides relay in ``data_received`` with no await per message: frames are parsed,
+the few that matter are shown to the pipeline, and each batch is written once. Flow control is explicit: when
+one side's write buffer fills, the other side stops reading.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+import secrets
+import ssl
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import cast
+
+from ..config import Config, PostgresConnection
+from ..pipeline import ClientInfo, Pipeline, Session, SessionRefused, StatementRecord, StatementRefused
+from ..protocols.postgres import decode, encode
+from ..protocols.postgres import messages as m
+from ..protocols.postgres.auth import UpstreamAuth, UpstreamAuthError
+from ..protocols.postgres.framing import (
+    MAX_BACKEND_MESSAGE_BYTES,
+    FrameReader,
+    ProtocolViolation,
+    StartupReader,
+)
+from ..protocols.postgres.tracker import ExchangeTracker
+from ..tls import upstream_context
+
+log = logging.getLogger("wardgate.postgres")
+
+# Startup parameters that are the gateway's to set, never the client's.
+_NOT_FORWARDED = frozenset({"user", "database", "replication"})
+# A statement the server is certain to reject at parse time; sent in place of a refused message so that the
+# server's own error handling (rollback, skip to Sync, ReadyForQuery) stays exactly in step with the client's.
+_REFUSED_SQL = "-- refused by wardgate\nWARDGATE_REFUSED"
+_REFUSED_NAME = "__wardgate_refused__"
+
+
+class _Closed(Exception):
+    """The peer went away while we were waiting for it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Stands in the tracker for a refused statement: the error the client gets in place of the server's."""
+
+    frame: bytes
+
+
+Handle = StatementRecord | Refusal
+
+
+@dataclass(frozen=True, slots=True)
+class CancelTarget:
+    secret: int
+    host: str
+    port: int
+    pid: int
+    upstream_secret: int
+
+
+class _Endpoint(asyncio.Protocol):
+    """Shared plumbing: a transport, a startup-phase inbox read by a coroutine, and flow control to a peer."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.peer: _Endpoint | None = None
+        self._rx = b""
+        self._waiter: asyncio.Future[None] | None = None
+        self._eof = False
+        self.on_data: Callable[[bytes], None] | None = None  # set once startup is over: the relay
+        self.bytes_in = 0
+        self.bytes_out = 0
+
+    # asyncio callbacks ------------------------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
+
+    def data_received(self, data: bytes) -> None:
+        self.bytes_in += len(data)
+        if self.on_data is not None:
+            self.on_data(data)
+            return
+        self._rx += data
+        self._wake()
+
+    def eof_received(self) -> bool | None:
+        self._eof = True
+        self._wake()
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._eof = True
+        self._wake()
+
+    def pause_writing(self) -> None:
+        peer = self.peer
+        if peer is not None and peer.transport is not None and not peer.transport.is_closing():
+            peer.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        peer = self.peer
+        if peer is not None and peer.transport is not None and not peer.transport.is_closing():
+            peer.transport.resume_reading()
+
+    # helpers ------------------------------------------------------------------------------------------------
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def _more(self) -> None:
+        if self._eof:
+            raise _Closed
+        self._waiter = asyncio.get_running_loop().create_future()
+        try:
+            await self._waiter
+        finally:
+            self._waiter = None
+        if self._eof and not self._rx:
+            raise _Closed
+
+    def take_rx(self) -> bytes:
+        rx, self._rx = self._rx, b""
+        return rx
+
+    def write(self, data: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.bytes_out += len(data)
+            self.transport.write(data)
+
+    def close(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+
+
+class FrameInbox:
+    """Typed frames read one at a time during startup, from an endpoint's inbox."""
+
+    def __init__(self, endpoint: _Endpoint, reader: FrameReader) -> None:
+        self.endpoint = endpoint
+        self.reader = reader
+        self.frames: deque[tuple[int, bytes]] = deque()
+
+    async def next(self) -> tuple[int, bytes]:
+        while not self.frames:
+            rx = self.endpoint.take_rx()
+            if rx:
+                self.frames.extend(self.reader.feed(rx))
+                continue
+            await self.endpoint._more()
+        return self.frames.popleft()
+
+    async def byte(self) -> int:
+        while True:
+            rx = self.endpoint.take_rx()
+            if rx:
+                self.endpoint._rx = rx[1:]
+                return rx[0]
+            await self.endpoint._more()
+
+
+class UpstreamConnection(_Endpoint):
+    """The gateway's connection to the real server, logged in with the stored credential."""
+
+    def __init__(self, client: ClientConnection) -> None:
+        super().__init__()
+        self.client = client
+        self.reader = FrameReader(MAX_BACKEND_MESSAGE_BYTES)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        if self.on_data is not None:
+            self.client.upstream_lost()
+
+
+class UpstreamError(Exception):
+    def __init__(self, sqlstate: str, message: str) -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate
+        self.message = message
+
+
+class ClientConnection(_Endpoint):
+    """One client session, from the first byte to the last."""
+
+    def __init__(self, frontend: PostgresFrontend) -> None:
+        super().__init__()
+        self.frontend = frontend
+        self.pipeline = frontend.pipeline
+        self.reader = FrameReader(frontend.config.limits.max_message_bytes)
+        self.upstream: UpstreamConnection | None = None
+        self.session: Session | None = None
+        self.tracker: ExchangeTracker[Handle] = ExchangeTracker()
+        self.rows = 0
+        self.tls = False
+        self.terminated = False
+        self.closing_reason: str | None = None
+        self.backend_pid = 0
+        self.client_addr = ""
+        self.task: asyncio.Task[None] | None = None
+
+    # --- lifecycle --------------------------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        peer = transport.get_extra_info("peername")
+        self.client_addr = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer or "local")
+        self.frontend.clients.add(self)
+        self.task = asyncio.get_running_loop().create_task(self._startup())
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        self.frontend.clients.discard(self)
+        reason = self.closing_reason or ("client terminated" if self.terminated else "client disconnected")
+        self._end(reason)
+
+    def _end(self, reason: str) -> None:
+        """Close the upstream, settle every statement still in flight, record the session end. Idempotent."""
+        if self.closing_reason is None:
+            self.closing_reason = reason
+        up = self.upstream
+        if up is not None:
+            up.on_data = None
+            if up.transport is not None and not up.transport.is_closing():
+                if not self.terminated:
+                    up.write(encode.terminate())
+                up.close()
+        self.frontend.cancel_keys.pop(self.backend_pid, None)
+        if self.session is not None and not self.session.ended:
+            for h in self.tracker.pending():
+                if isinstance(h, StatementRecord):
+                    self.pipeline.finish(h, "lost", message=self.closing_reason)
+            self.pipeline.end_session(self.session, self.closing_reason, self.bytes_in, self.bytes_out)
+
+    def _fatal(self, sqlstate: str, message: str, reason: str | None = None) -> None:
+        self.write(encode.error_response(sqlstate, message, severity="FATAL"))
+        self._end(reason or message)
+        self.close()
+
+    # --- startup ----------------------------------------------------------------------------------------------
+
+    async def _startup(self) -> None:
+        try:
+            async with asyncio.timeout(self.frontend.config.limits.auth_timeout):
+                result = await self._client_login()
+            if result is None:
+                return
+            session, params = result
+            await self._connect_upstream(session, params)
+        except _Closed:
+            self._end("client disconnected during startup")
+            self.close()
+        except TimeoutError:
+            self._fatal("08P01", "wardgate: authentication timed out")
+        except ProtocolViolation as exc:
+            self._fatal("08P01", f"wardgate: protocol violation: {exc}")
+        except SessionRefused as exc:
+            self._fatal(exc.sqlstate, exc.message, f"refused: {exc.message}")
+        except UpstreamError as exc:
+            self._fatal(exc.sqlstate, exc.message, f"upstream failed: {exc.message}")
+        except Exception:
+            log.exception("unexpected error during startup from %s", self.client_addr)
+            self._fatal("XX000", "wardgate: internal error during startup (see the gateway log)")
+
+    async def _client_login(self) -> tuple[Session, dict[str, str]] | None:
+        startup = StartupReader()
+        while True:
+            packet = None
+            while packet is None:
+                rx = self.take_rx()
+                if rx:
+                    packet = startup.feed(rx)
+                    continue
+                await self._more()
+            msg = decode.startup_packet(packet)
+            if isinstance(msg, m.SSLRequest):
+                if startup.take_rest() or self._rx:
+                    raise ProtocolViolation("data was sent after SSLRequest before the TLS handshake")
+                if self.tls or self.frontend.ssl_context is None:
+                    self.write(b"N")
+                    continue
+                self.write(b"S")
+                await self._start_tls()
+                continue
+            if isinstance(msg, m.GSSENCRequest):
+                self.write(b"N")
+                continue
+            if isinstance(msg, m.CancelRequest):
+                await self.frontend.cancel(msg.pid, msg.secret)
+                self.close()
+                return None
+            break
+        assert isinstance(msg, m.StartupMessage)
+        self._rx = startup.take_rest() + self._rx
+        if not self.tls and not self.frontend.config.listen.allow_plaintext:
+            raise SessionRefused("28000", "wardgate requires TLS: connect with sslmode=require (or verify-full)")
+        params = msg.params
+        if "replication" in params and params["replication"].lower() not in ("false", "off", "no", "0"):
+            raise SessionRefused("0A000", "wardgate does not relay replication connections")
+        unsupported = [k for k in params if k.startswith("_pq_.")]
+        if msg.minor > 0 or unsupported:
+            self.write(encode.negotiate_protocol_version(0, unsupported))
+        user = params.get("user", "")
+        if not user:
+            raise SessionRefused("28000", "no user name given: use your wardgate identity as the user")
+        database = params.get("database") or user
+        self.write(encode.auth_cleartext())
+        inbox = FrameInbox(self, self.reader)
+        kind, frame = await inbox.next()
+        if kind != m.PASSWORD:
+            raise ProtocolViolation(f"expected a password message, got {chr(kind)!r}")
+        if inbox.frames:
+            raise ProtocolViolation("messages were sent before authentication completed")
+        try:
+            credential = decode.password(frame).decode("utf-8")
+        except UnicodeDecodeError:
+            credential = ""
+        info = ClientInfo(self.client_addr, params.get("application_name", ""), "postgres")
+        session = await self.pipeline.open_session(user=user, credential=credential, connection_name=database,
+                                                   client=info)
+        self.session = session
+        forwarded = {k: v for k, v in params.items() if k not in _NOT_FORWARDED and not k.startswith("_pq_.")}
+        return session, forwarded
+
+    async def _start_tls(self) -> None:
+        assert self.transport is not None and self.frontend.ssl_context is not None
+        loop = asyncio.get_running_loop()
+        try:
+            new = await loop.start_tls(self.transport, self, self.frontend.ssl_context, server_side=True,
+                                       ssl_handshake_timeout=self.frontend.config.limits.auth_timeout)
+        except (ssl.SSLError, ConnectionError, OSError) as exc:
+            raise _Closed from exc
+        if new is None:
+            raise _Closed
+        self.transport = new
+        self.tls = True
+
+    async def _connect_upstream(self, session: Session, params: dict[str, str]) -> None:
+        conn = session.connection
+        loop = asyncio.get_running_loop()
+        up = UpstreamConnection(self)
+        self.upstream = up
+        try:
+            async with asyncio.timeout(conn.connect_timeout):
+                await loop.create_connection(lambda: up, conn.host, conn.port)
+                key, frames = await self._upstream_login(up, conn, params)
+        except TimeoutError:
+            raise UpstreamError("08006", f'wardgate could not reach the upstream of connection '
+                                f'"{session.connection_name}" within {conn.connect_timeout:g}s') from None
+        except OSError as exc:
+            raise UpstreamError("08006", f'wardgate could not reach the upstream of connection '
+                                f'"{session.connection_name}": {exc.strerror or exc}') from None
+        except _Closed:
+            raise UpstreamError("08006", f'the upstream of connection "{session.connection_name}" closed the '
+                                "connection during login") from None
+        except UpstreamAuthError as exc:
+            raise UpstreamError("08006", f'wardgate could not log in to the upstream of connection '
+                                f'"{session.connection_name}": {exc}') from None
+        pid, secret = self.frontend.register_cancel(conn, key)
+        self.backend_pid = pid
+        up.peer = self
+        self.peer = up
+        # From here on both sides relay; anything already buffered is relayed first.
+        self.write(encode.auth_ok() + b"".join(frames[:-1]) + encode.backend_key_data(pid, secret) + frames[-1])
+        self.on_data = self.relay
+        up.on_data = self.from_upstream
+        rest = self.take_rx()
+        if rest:
+            self.relay(rest)
+        up_rest = up.take_rx()
+        if up_rest:
+            self.from_upstream(up_rest)
+        if up._eof:
+            self.upstream_lost()
+
+    async def _upstream_login(self, up: UpstreamConnection, conn: PostgresConnection, params: dict[str, str],
+                              ) -> tuple[tuple[int, int], list[bytes]]:
+        """Log in upstream; returns its BackendKeyData and the frames to replay (ParameterStatus..., Z)."""
+        inbox = FrameInbox(up, up.reader)
+        ctx = upstream_context(conn.sslmode, conn.sslrootcert)
+        if ctx is not None:
+            up.write(encode.ssl_request())
+            answer = await inbox.byte()
+            if answer != ord("S"):
+                raise UpstreamError("08006", f'the upstream of connection "{self._conn_name}" does not accept '
+                                    f"TLS (sslmode={conn.sslmode})")
+            assert up.transport is not None
+            loop = asyncio.get_running_loop()
+            try:
+                up.transport = await loop.start_tls(up.transport, up, ctx, server_hostname=conn.host)  # type: ignore[assignment]
+            except ssl.SSLError as exc:
+                raise UpstreamError("08006", f'TLS to the upstream of connection "{self._conn_name}" failed: '
+                                    f"{exc.reason or exc}") from None
+        up.write(encode.startup_message({"user": conn.user, "database": conn.database, **params}))
+        auth = UpstreamAuth(conn.user, conn.password.value if conn.password else None)
+        replay: list[bytes] = []
+        key = (0, 0)
+        while True:
+            kind, frame = await inbox.next()
+            if kind == m.AUTHENTICATION:
+                reply = auth.on_request(decode.auth_request(frame))
+                if reply:
+                    up.write(reply)
+            elif kind in (m.PARAMETER_STATUS, m.NOTICE_RESPONSE):
+                replay.append(frame)
+            elif kind == m.BACKEND_KEY_DATA:
+                key = decode.backend_key(frame)
+            elif kind == m.ERROR_RESPONSE:
+                err = decode.error_fields(frame)
+                code = err.code if err.code and not err.code.startswith("28") else "08006"
+                raise UpstreamError(code, f'the upstream of connection "{self._conn_name}" refused the login: '
+                                    f"{err.message}")
+            elif kind == m.READY_FOR_QUERY:
+                replay.append(frame)
+                if inbox.frames:
+                    raise ProtocolViolation("upstream sent data after ReadyForQuery during login")
+                return key, replay
+            elif kind == m.NEGOTIATE_PROTOCOL_VERSION:
+                continue
+            else:
+                raise UpstreamError("08006", f"unexpected message {chr(kind)!r} from upstream during login")
+
+    @property
+    def _conn_name(self) -> str:
+        return self.session.connection_name if self.session else "?"
+
+    # --- relay: client -> upstream ---------------------------------------------------------------------------
+
+    def relay(self, data: bytes) -> None:
+        up = self.upstream
+        if up is None or self.session is None:
+            return
+        try:
+            frames = self.reader.feed(data)
+            out = []
+            for kind, frame in frames:
+                if kind in _CLIENT_HANDLED:
+                    replacement = _CLIENT_HANDLED[kind](self, frame)
+                    if replacement is not None:
+                        out.append(replacement)
+                else:
+                    out.append(frame)
+        except ProtocolViolation as exc:
+            self._fatal("08P01", f"wardgate: protocol violation: {exc}", f"protocol violation: {exc}")
+            return
+        if out:
+            up.write(out[0] if len(out) == 1 else b"".join(out))
+
+    def _refuse(self, exc: StatementRefused) -> Refusal:
+        return Refusal(encode.error_response(exc.sqlstate, exc.message))
+
+    def _on_query(self, frame: bytes) -> bytes:
+        assert self.session is not None
+        text = decode.query(frame)
+        try:
+            records: list[Handle] = list(self.pipeline.on_query(self.session, text))
+        except StatementRefused as exc:
+            self.tracker.query([self._refuse(exc)])
+            return encode.query(_REFUSED_SQL)
+        self.tracker.query(records)
+        return frame
+
+    def _on_parse(self, frame: bytes) -> bytes:
+        p = decode.parse(frame)
+        self.tracker.parse(p.name, p.query)
+        return frame
+
+    def _on_bind(self, frame: bytes) -> bytes:
+        b = decode.bind(frame)
+        self.tracker.bind(b.portal, b.statement, b.params)
+        return frame
+
+    def _on_execute(self, frame: bytes) -> bytes:
+        assert self.session is not None
+        e = decode.execute(frame)
+        text, params = self.tracker.portal(e.portal)
+        try:
+            rec = self.pipeline.on_execute(self.session, text, params)
+        except StatementRefused as exc:
+            self.tracker.add(self._refuse(exc))
+            return encode.parse(_REFUSED_NAME, _REFUSED_SQL)
+        self.tracker.add(rec)
+        return frame
+
+    def _on_close(self, frame: bytes) -> bytes:
+        c = decode.close(frame)
+        self.tracker.close(c.kind, c.name)
+        return frame
+
+    def _on_sync(self, frame: bytes) -> bytes:
+        self.tracker.sync()
+        return frame
+
+    def _on_function_call(self, frame: bytes) -> bytes:
+        assert self.session is not None
+        oid, nargs = decode.function_call(frame)
+        try:
+            rec = self.pipeline.on_function_call(self.session, oid, nargs)
+        except StatementRefused as exc:
+            self.tracker.query([self._refuse(exc)])
+            return encode.query(_REFUSED_SQL)
+        self.tracker.query([rec])
+        return frame
+
+    def _on_terminate(self, frame: bytes) -> bytes:
+        self.terminated = True
+        return frame
+
+    # --- relay: upstream -> client ---------------------------------------------------------------------------
+
+    def from_upstream(self, data: bytes) -> None:
+        assert self.upstream is not None
+        try:
+            frames = self.upstream.reader.feed(data)
+        except ProtocolViolation as exc:
+            log.error("upstream of %s sent invalid data: %s", self._conn_name, exc)
+            self._fatal("08006", f'wardgate: the upstream of connection "{self._conn_name}" sent invalid data')
+            return
+        out = []
+        tracker = self.tracker
+        pipeline = self.pipeline
+        for kind, frame in frames:
+            if kind == m.DATA_ROW:
+                self.rows += 1
+            elif kind == m.COMMAND_COMPLETE:
+                h = tracker.complete()
+                if isinstance(h, StatementRecord):
+                    tag = decode.command_tag(frame)
+                    rows = decode.rows_from_tag(tag)
+                    pipeline.finish(h, "ok", tag=tag, rows=self.rows if rows is None else rows)
+                self.rows = 0
+            elif kind == m.ERROR_RESPONSE:
+                failed, skipped = tracker.error()
+                if isinstance(failed, Refusal):
+                    frame = failed.frame
+                elif isinstance(failed, StatementRecord):
+                    err = decode.error_fields(frame)
+                    pipeline.finish(failed, "error", sqlstate=err.code, message=err.message)
+                for h in skipped:
+                    if isinstance(h, StatementRecord):
+                        pipeline.finish(h, "skipped")
+                self.rows = 0
+            elif kind == m.READY_FOR_QUERY:
+                for h in tracker.ready():
+                    if isinstance(h, StatementRecord):
+                        pipeline.finish(h, "skipped")
+            elif kind in _COMPLETIONS:
+                h = tracker.complete()
+                if isinstance(h, StatementRecord):
+                    status = "suspended" if kind == m.PORTAL_SUSPENDED else "ok"
+                    tag = _COMPLETIONS[kind]
+                    pipeline.finish(h, status, tag=tag, rows=self.rows)
+                self.rows = 0
+            out.append(frame)
+        if out:
+            self.write(out[0] if len(out) == 1 else b"".join(out))
+
+    def upstream_lost(self) -> None:
+        if self.transport is None or self.transport.is_closing():
+            return
+        self._fatal("08006", f'wardgate: the upstream of connection "{self._conn_name}" closed the connection',
+                    "upstream closed")
+
+
+_CLIENT_HANDLED: dict[int, Callable[[ClientConnection, bytes], bytes | None]] = {
+    m.QUERY: ClientConnection._on_query,
+    m.PARSE: ClientConnection._on_parse,
+    m.BIND: ClientConnection._on_bind,
+    m.EXECUTE: ClientConnection._on_execute,
+    m.CLOSE: ClientConnection._on_close,
+    m.SYNC: ClientConnection._on_sync,
+    m.FUNCTION_CALL: ClientConnection._on_function_call,
+    m.TERMINATE: ClientConnection._on_terminate,
+}
+_COMPLETIONS = {m.EMPTY_QUERY_RESPONSE: "EMPTY", m.PORTAL_SUSPENDED: "SUSPENDED", ord("V"): "FUNCTION CALL"}
+
+
+class PostgresFrontend:
+    """Accepts client connections and keeps what spans them: the cancel-key registry."""
+
+    def __init__(self, config: Config, pipeline: Pipeline, ssl_context: ssl.SSLContext | None) -> None:
+        self.config = config
+        self.pipeline = pipeline
+        self.ssl_context = ssl_context
+        self.clients: set[ClientConnection] = set()
+        self.cancel_keys: dict[int, CancelTarget] = {}
+
+    def protocol(self) -> ClientConnection:
+        return ClientConnection(self)
+
+    def register_cancel(self, conn: PostgresConnection, upstream_key: tuple[int, int]) -> tuple[int, int]:
+        """A gateway-local BackendKeyData for the client; the upstream's real key never leaves the gateway."""
+        while True:
+            pid = secrets.randbelow(2**31 - 2) + 1
+            if pid not in self.cancel_keys:
+                break
+        secret = secrets.randbits(32) - 2**31
+        self.cancel_keys[pid] = CancelTarget(secret, conn.host, conn.port, *upstream_key)
+        return pid, secret
+
+    async def cancel(self, pid: int, secret: int) -> None:
+        target = self.cancel_keys.get(pid)
+        if target is None or not hmac.compare_digest(target.secret.to_bytes(4, "big", signed=True),
+                                                     secret.to_bytes(4, "big", signed=True)):
+            log.warning("ignored a cancel request with an unknown key")
+            return
+        with contextlib.suppress(OSError, TimeoutError):
+            async with asyncio.timeout(5):
+                _, writer = await asyncio.open_connection(target.host, target.port)
+                writer.write(encode.cancel_request(target.pid, target.upstream_secret))
+                await writer.drain()
+                writer.close()
+                await writer.wait_closed()
+
+    def shutdown(self) -> None:
+        for client in list(self.clients):
+            client._fatal("57P01", "wardgate is shutting down", "gateway shutdown")

@@ -1,0 +1,133 @@
+"""Statement classification from PostgreSQL's own grammar (pglast / libpg_query), cached by text.
+
+The same text arrives again and again (ORMs, prepared statements), so classification is memoised: a hit costs a
+dict lookup, not a parse.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+from pglast import parser as pg
+
+# Top-level parse nodes -> statement kinds. Anything unlisted is reported by its node name, snake-cased.
+_KINDS = {
+    "SelectStmt": "select",
+    "InsertStmt": "insert",
+    "UpdateStmt": "update",
+    "DeleteStmt": "delete",
+    "MergeStmt": "merge",
+    "TruncateStmt": "truncate",
+    "DropStmt": "drop",
+    "DropRoleStmt": "drop",
+    "DropdbStmt": "drop",
+    "DropTableSpaceStmt": "drop",
+    "DropOwnedStmt": "drop",
+    "DropSubscriptionStmt": "drop",
+    "DropUserMappingStmt": "drop",
+    "GrantStmt": "grant",
+    "GrantRoleStmt": "grant",
+    "CopyStmt": "copy",
+    "DoStmt": "do",
+    "CallStmt": "call",
+    "VariableSetStmt": "set",
+    "VariableShowStmt": "show",
+    "TransactionStmt": "transaction",
+    "PrepareStmt": "prepare",
+    "ExecuteStmt": "execute",
+    "DeallocateStmt": "deallocate",
+    "VacuumStmt": "vacuum",
+    "ExplainStmt": "explain",
+    "ListenStmt": "listen",
+    "UnlistenStmt": "unlisten",
+    "NotifyStmt": "notify",
+    "DeclareCursorStmt": "declare",
+    "FetchStmt": "fetch",
+    "ClosePortalStmt": "close",
+    "LockStmt": "lock",
+    "DiscardStmt": "discard",
+    "CheckPointStmt": "checkpoint",
+    "IndexStmt": "create",
+    "ViewStmt": "create",
+    "CreateTableAsStmt": "create",
+    "RenameStmt": "alter",
+    "RefreshMatViewStmt": "refresh",
+    "ReindexStmt": "reindex",
+    "CommentStmt": "comment",
+}
+
+# Lexer tokens that carry literal values; these are what redaction replaces.
+_LITERALS = frozenset({"SCONST", "USCONST", "ICONST", "FCONST", "BCONST", "XCONST"})
+_CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
+_NEAR = re.compile(r' at or near "(?:[^"]|"")*"')
+
+
+@dataclass(frozen=True, slots=True)
+class StatementInfo:
+    """One statement of a query string, as the audit and (later) policy see it."""
+
+    kind: str
+    redacted: str | None  # literals replaced by $n; None when even the lexer cannot read the text
+    error: str | None = None  # the parser's message when kind == "unparsed"
+
+
+def _kind(node_name: str) -> str:
+    if node_name in _KINDS:
+        return _KINDS[node_name]
+    name = node_name.removesuffix("Stmt")
+    for prefix, kind in (("Create", "create"), ("Alter", "alter"), ("Drop", "drop")):
+        if name.startswith(prefix):
+            return kind
+    return _CAMEL.sub("_", name).lower() or "utility"
+
+
+def redact(text: str) -> str | None:
+    """Replace every literal with a numbered placeholder, continuing after the text's own ``$n`` parameters.
+
+    Uses PostgreSQL's lexer, so quoting, escapes and dollar quotes are understood. ``None`` when the text cannot
+    be lexed (for example an unterminated string): then nothing of it is safe to keep.
+    """
+    try:
+        tokens = pg.scan(text)
+    except pg.ParseError:
+        return None
+    highest = 0
+    for tok in tokens:
+        if tok.name == "PARAM":
+            digits = text[tok.start + 1 : tok.end + 1]
+            if digits.isdigit():
+                highest = max(highest, int(digits))
+    out: list[str] = []
+    pos = 0
+    n = highest
+    for tok in tokens:  # token offsets are character offsets, end inclusive
+        if tok.name in _LITERALS:
+            n += 1
+            out.append(text[pos : tok.start])
+            out.append(f"${n}")
+            pos = tok.end + 1
+    out.append(text[pos:])
+    return "".join(out).strip()
+
+
+def _parser_message(exc: Exception) -> str:
+    """The parser's message without the quoted source text, which may hold a literal value."""
+    return _NEAR.sub("", str(exc))
+
+
+@lru_cache(maxsize=8192)
+def classify(text: str) -> tuple[StatementInfo, ...]:
+    """Each statement of ``text`` with its kind and redacted text; ``()`` for an empty query string."""
+    try:
+        parsed = pg.parse_sql(text)
+    except pg.ParseError as exc:
+        return (StatementInfo("unparsed", redact(text), _parser_message(exc)),)
+    infos = []
+    for raw_stmt in parsed:  # pglast reports character offsets; a length of 0 means "to the end"
+        start = raw_stmt.stmt_location or 0
+        length = raw_stmt.stmt_len or (len(text) - start)
+        piece = text[start : start + length]
+        infos.append(StatementInfo(_kind(type(raw_stmt.stmt).__name__), redact(piece)))
+    return tuple(infos)

@@ -1,0 +1,228 @@
+"""Frames -> messages, for the few message types the gateway must read.
+
+Every decoder takes a whole frame (type byte and length included) and raises ``ProtocolViolation`` on
+malformed input, so a hostile client can never turn a decoding bug into a crash.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from .framing import ProtocolViolation
+from .messages import (
+    CANCEL_REQUEST_CODE,
+    GSSENC_REQUEST_CODE,
+    SSL_REQUEST_CODE,
+    AuthRequest,
+    Bind,
+    CancelRequest,
+    Close,
+    ErrorFields,
+    Execute,
+    GSSENCRequest,
+    Parse,
+    SSLRequest,
+    StartupMessage,
+    StartupPacket,
+)
+
+_H = struct.Struct("!h")
+_I = struct.Struct("!i")
+_II = struct.Struct("!ii")
+
+
+class _Cursor:
+    """A read position over one message body; every read is bounds-checked."""
+
+    __slots__ = ("data", "end", "pos")
+
+    def __init__(self, data: bytes, start: int) -> None:
+        self.data = data
+        self.pos = start
+        self.end = len(data)
+
+    def cstring(self) -> str:
+        nul = self.data.find(b"\0", self.pos)
+        if nul < 0:
+            raise ProtocolViolation("unterminated string in message")
+        raw = self.data[self.pos : nul]
+        self.pos = nul + 1
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ProtocolViolation("invalid UTF-8 in message string") from exc
+
+    def int16(self) -> int:
+        if self.pos + 2 > self.end:
+            raise ProtocolViolation("message too short")
+        (v,) = _H.unpack_from(self.data, self.pos)
+        self.pos += 2
+        return int(v)
+
+    def int32(self) -> int:
+        if self.pos + 4 > self.end:
+            raise ProtocolViolation("message too short")
+        (v,) = _I.unpack_from(self.data, self.pos)
+        self.pos += 4
+        return int(v)
+
+    def count(self) -> int:
+        n = self.int16()
+        if n < 0:
+            raise ProtocolViolation("negative count in message")
+        return n
+
+    def raw(self, n: int) -> bytes:
+        if n < 0 or self.pos + n > self.end:
+            raise ProtocolViolation("message too short")
+        v = self.data[self.pos : self.pos + n]
+        self.pos += n
+        return v
+
+    def done(self) -> None:
+        if self.pos != self.end:
+            raise ProtocolViolation("trailing bytes in message")
+
+
+def startup_packet(packet: bytes) -> StartupPacket:
+    """Decode the untyped first packet (length included)."""
+    (code,) = _I.unpack_from(packet, 4)
+    if code == SSL_REQUEST_CODE and len(packet) == 8:
+        return SSLRequest()
+    if code == GSSENC_REQUEST_CODE and len(packet) == 8:
+        return GSSENCRequest()
+    if code == CANCEL_REQUEST_CODE:
+        if len(packet) != 16:
+            raise ProtocolViolation("malformed cancel request")
+        pid, secret = _II.unpack_from(packet, 8)
+        return CancelRequest(pid, secret)
+    major, minor = code >> 16, code & 0xFFFF
+    if major != 3:
+        raise ProtocolViolation(f"unsupported frontend protocol {major}.{minor}: only 3.x is supported")
+    cur = _Cursor(packet, 8)
+    params: dict[str, str] = {}
+    while True:
+        key = cur.cstring()
+        if key == "":
+            break
+        params[key] = cur.cstring()
+    cur.done()
+    return StartupMessage(major, minor, params)
+
+
+def query(frame: bytes) -> str:
+    cur = _Cursor(frame, 5)
+    text = cur.cstring()
+    cur.done()
+    return text
+
+
+def password(frame: bytes) -> bytes:
+    """The body of a PasswordMessage, without the terminating NUL when there is one."""
+    body = frame[5:]
+    return body[:-1] if body.endswith(b"\0") else body
+
+
+def parse(frame: bytes) -> Parse:
+    cur = _Cursor(frame, 5)
+    name = cur.cstring()
+    text = cur.cstring()
+    n = cur.count()
+    types = tuple(cur.int32() & 0xFFFFFFFF for _ in range(n))
+    cur.done()
+    return Parse(name, text, types)
+
+
+def bind(frame: bytes) -> Bind:
+    cur = _Cursor(frame, 5)
+    portal = cur.cstring()
+    statement = cur.cstring()
+    formats = tuple(cur.int16() for _ in range(cur.count()))
+    params: list[bytes | None] = []
+    for _ in range(cur.count()):
+        n = cur.int32()
+        params.append(None if n == -1 else cur.raw(n))
+    result_formats = tuple(cur.int16() for _ in range(cur.count()))
+    cur.done()
+    return Bind(portal, statement, formats, tuple(params), result_formats)
+
+
+def execute(frame: bytes) -> Execute:
+    cur = _Cursor(frame, 5)
+    portal = cur.cstring()
+    max_rows = cur.int32()
+    cur.done()
+    return Execute(portal, max_rows)
+
+
+def close(frame: bytes) -> Close:
+    cur = _Cursor(frame, 5)
+    kind = cur.raw(1).decode("latin-1")
+    if kind not in ("S", "P"):
+        raise ProtocolViolation(f"invalid Close target {kind!r}")
+    name = cur.cstring()
+    cur.done()
+    return Close(kind, name)
+
+
+def error_fields(frame: bytes) -> ErrorFields:
+    """Fields of an ErrorResponse/NoticeResponse; lenient about text encoding, since servers send them."""
+    fields: dict[str, str] = {}
+    body = frame[5:]
+    pos = 0
+    while pos < len(body) and body[pos] != 0:
+        nul = body.find(b"\0", pos + 1)
+        if nul < 0:
+            raise ProtocolViolation("unterminated error field")
+        fields[chr(body[pos])] = body[pos + 1 : nul].decode("utf-8", "replace")
+        pos = nul + 1
+    return ErrorFields(fields)
+
+
+def command_tag(frame: bytes) -> str:
+    return frame[5:].rstrip(b"\0").decode("utf-8", "replace")
+
+
+def ready_status(frame: bytes) -> str:
+    if len(frame) != 6:
+        raise ProtocolViolation("malformed ReadyForQuery")
+    return chr(frame[5])
+
+
+def auth_request(frame: bytes) -> AuthRequest:
+    cur = _Cursor(frame, 5)
+    code = cur.int32()
+    return AuthRequest(code, frame[cur.pos :])
+
+
+def parameter_status(frame: bytes) -> tuple[str, str]:
+    cur = _Cursor(frame, 5)
+    name = cur.cstring()
+    value = cur.cstring()
+    return name, value
+
+
+def backend_key(frame: bytes) -> tuple[int, int]:
+    if len(frame) != 13:
+        raise ProtocolViolation("malformed BackendKeyData")
+    pid, secret = _II.unpack_from(frame, 5)
+    return int(pid), int(secret)
+
+
+def sasl_mechanisms(data: bytes) -> list[str]:
+    return [m.decode("ascii", "replace") for m in data.split(b"\0") if m]
+
+
+def rows_from_tag(tag: str) -> int | None:
+    """Row count carried by a command tag (``SELECT 3``, ``INSERT 0 5``, ``COPY 7``), if any."""
+    last = tag.rsplit(" ", 1)[-1]
+    return int(last) if last.isdigit() and " " in tag else None
+
+
+def function_call(frame: bytes) -> tuple[int, int]:
+    """The function OID and the number of arguments of a FunctionCall."""
+    cur = _Cursor(frame, 5)
+    oid = cur.int32() & 0xFFFFFFFF
+    for _ in range(cur.count()):
+        cur.int16()
+    return oid, cur.count()

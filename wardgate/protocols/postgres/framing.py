@@ -1,0 +1,94 @@
+"""Turn a byte stream into whole protocol frames, with size limits.
+
+A frame is returned as ``(type, frame_bytes)`` where ``frame_bytes`` is the whole message, header included, so
+that a relay can forward it untouched. Reading stays in one place so that every path gets the same limits.
+"""
+
+from __future__ import annotations
+
+from struct import Struct
+
+_U32 = Struct("!I")
+
+# PostgreSQL itself refuses startup packets above this length (MAX_STARTUP_PACKET_LENGTH).
+MAX_STARTUP_BYTES = 10_000
+# The server's own ceiling for one message (PQ_LARGE_MESSAGE_LIMIT is 1 GB).
+MAX_BACKEND_MESSAGE_BYTES = 1 << 30
+
+
+class ProtocolViolation(Exception):
+    """The peer sent bytes that are not a valid message; the connection must be closed (SQLSTATE 08P01)."""
+
+
+class FrameReader:
+    """Accumulates bytes and yields whole typed frames.
+
+    The buffer only ever holds one incomplete frame plus what arrived with it, so memory per connection is
+    bounded by ``max_message`` and the transport's read size.
+    """
+
+    __slots__ = ("_buf", "max_message")
+
+    def __init__(self, max_message: int) -> None:
+        self._buf = b""
+        self.max_message = max_message
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buf)
+
+    def feed(self, data: bytes) -> list[tuple[int, bytes]]:
+        """Add ``data`` and return every frame now complete, in order."""
+        buf = self._buf + data if self._buf else data
+        frames: list[tuple[int, bytes]] = []
+        pos = 0
+        end = len(buf)
+        unpack = _U32.unpack_from
+        limit = self.max_message
+        while end - pos >= 5:
+            (length,) = unpack(buf, pos + 1)
+            if length < 4 or length > limit:
+                self._buf = b""
+                raise ProtocolViolation(
+                    f"invalid message length {length} for message type {chr(buf[pos])!r}"
+                    if length < 4
+                    else f"message of {length} bytes exceeds the limit of {limit} bytes"
+                )
+            stop = pos + 1 + length
+            if stop > end:
+                break
+            frames.append((buf[pos], buf[pos:stop]))
+            pos = stop
+        self._buf = buf[pos:] if pos < end else b""
+        return frames
+
+    def take_rest(self) -> bytes:
+        """Hand over unparsed bytes (used when switching readers); the reader is left empty."""
+        rest, self._buf = self._buf, b""
+        return rest
+
+
+class StartupReader:
+    """Reads the one untyped packet a client opens with (startup, SSL/GSS request or cancel request)."""
+
+    __slots__ = ("_buf",)
+
+    def __init__(self) -> None:
+        self._buf = b""
+
+    def feed(self, data: bytes) -> bytes | None:
+        """Return the whole packet (length included) once complete, else ``None``."""
+        self._buf += data
+        if len(self._buf) < 4:
+            return None
+        (length,) = _U32.unpack_from(self._buf, 0)
+        if length < 8 or length > MAX_STARTUP_BYTES:
+            raise ProtocolViolation(f"invalid startup packet length {length}")
+        if len(self._buf) < length:
+            return None
+        packet, self._buf = self._buf[:length], self._buf[length:]
+        return packet
+
+    def take_rest(self) -> bytes:
+        rest, self._buf = self._buf, b""
+        return rest

@@ -1,0 +1,69 @@
+"""`wardgate serve`: prepare the store, keys and TLS, then run the listeners until told to stop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+import uvloop
+
+from .audit.recorder import Recorder
+from .config import Config, parse_host_port
+from .frontends.postgres import PostgresFrontend
+from .identity.keys import load_or_create
+from .identity.tokens import TokenService
+from .pipeline import Pipeline
+from .store import Store
+from .tls import ensure_self_signed, server_context
+
+log = logging.getLogger("wardgate")
+
+
+def open_store(config: Config) -> Store:
+    """The store with every migration applied; used by `serve` and by every CLI command that reads it."""
+    store = Store(config.store)
+    store.migrate()
+    return store
+
+
+def token_service(config: Config, store: Store) -> TokenService:
+    return TokenService(store, load_or_create(store, config.identity.tokens.key_file))
+
+
+async def serve(config: Config, store: Store) -> None:
+    host, port = parse_host_port(config.listen.postgres)
+    ssl_ctx = None
+    if config.tls_enabled:
+        cert, key = config.tls_files()
+        if config.tls.self_signed:
+            ensure_self_signed(cert, key, [host])
+        ssl_ctx = server_context(cert, key)
+    tokens = token_service(config, store)
+    recorder = Recorder(store)
+    recorder.start()
+    pipeline = Pipeline(config, recorder, [tokens])
+    frontend = PostgresFrontend(config, pipeline, ssl_ctx)
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(frontend.protocol, host, port, reuse_address=True, backlog=1024)
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    bound = ", ".join(f"{s.getsockname()[0]}:{s.getsockname()[1]}" for s in server.sockets)
+    log.info("wardgate %s listening for PostgreSQL clients on %s (%s); store %s; connections: %s",
+             pipeline.gateway_id, bound, "TLS" if ssl_ctx else "plaintext only", store.describe(),
+             ", ".join(config.connections) or "none")
+    try:
+        await stop.wait()
+    finally:
+        log.info("shutting down")
+        server.close()
+        frontend.shutdown()
+        await asyncio.sleep(0.05)
+        if not recorder.stop(timeout=10):
+            log.error("some audit records could not be written before shutdown")
+        store.close()
+
+
+def run(config: Config, store: Store) -> None:
+    uvloop.run(serve(config, store))

@@ -1,0 +1,237 @@
+"""The store: one engine, migrations at start, and every query the gateway and the CLI run.
+
+SQLite (WAL) is the embedded default; PostgreSQL is the same schema for several replicas. Queries are plain
+SQLAlchemy Core so both dialects run the same code.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from sqlalchemy import Engine, create_engine, event, func, insert, select, text, update
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import SQLAlchemyError
+
+from . import schema
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+_MIGRATION_LOCK = 0x77617264  # "ward": serialises migrations of replicas starting together
+
+
+class StoreError(Exception):
+    """The store cannot be reached or written; callers fail closed."""
+
+
+def engine_url(url: str) -> str:
+    """Use the psycopg 3 driver for PostgreSQL URLs written the usual way."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def utc(dt: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes; everything the store writes is UTC."""
+    if dt is None:
+        return None
+    return dt if dt.tzinfo is not None else dt.replace(tzinfo=UTC)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Write:
+    """One queued write for the audit recorder: an insert or an update by primary key."""
+
+    table: str
+    values: dict[str, Any]
+    key: str | None = None  # set for updates: the primary-key column to match
+
+
+class Store:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        if self.is_sqlite:
+            path = url.removeprefix("sqlite:///")
+            if path and path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            self.engine: Engine = create_engine(
+                url, connect_args={"timeout": 30, "check_same_thread": False}, pool_pre_ping=False
+            )
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        else:
+            self.engine = create_engine(engine_url(url), pool_pre_ping=True, pool_size=5, max_overflow=5)
+
+    def describe(self) -> str:
+        """The URL without credentials, for messages."""
+        return self.engine.url.render_as_string(hide_password=True)
+
+    def migrate(self) -> None:
+        cfg = AlembicConfig()
+        cfg.set_main_option("script_location", str(MIGRATIONS))
+        try:
+            with self.engine.begin() as conn:
+                if not self.is_sqlite:
+                    conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK})
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "head")
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot prepare the store at {self.describe()}: {exc.__class__.__name__}: "
+                             f"{str(exc).splitlines()[0]}") from exc
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # --- writes -------------------------------------------------------------------------------------------
+
+    def write(self, writes: Sequence[Write]) -> None:
+        """Apply a batch in one transaction: all of it or none of it."""
+        try:
+            with self.engine.begin() as conn:
+                _apply(conn, writes)
+        except SQLAlchemyError as exc:
+            raise StoreError(f"{exc.__class__.__name__}: {str(exc).splitlines()[0]}") from exc
+
+    # --- signing keys ----------------------------------------------------------------------------------------
+
+    def signing_keys(self) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(schema.signing_keys).order_by(schema.signing_keys.c.created_at))
+            return [dict(r._mapping) for r in rows]
+
+    def add_signing_key(self, kid: str, algorithm: str, private_pem: str, public_pem: str) -> None:
+        self.write([Write("signing_keys", {"kid": kid, "algorithm": algorithm, "private_pem": private_pem,
+                                           "public_pem": public_pem, "created_at": now()})])
+
+    # --- tokens ------------------------------------------------------------------------------------------------
+
+    def token(self, token_id: str) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(schema.tokens).where(schema.tokens.c.id == token_id)).first()
+        return _token_row(row._mapping) if row else None
+
+    def tokens(self, subject: str | None = None) -> list[dict[str, Any]]:
+        q = select(schema.tokens).order_by(schema.tokens.c.created_at)
+        if subject:
+            q = q.where(schema.tokens.c.subject == subject)
+        with self.engine.connect() as conn:
+            return [_token_row(r._mapping) for r in conn.execute(q)]
+
+    def revoke_token(self, token_id: str) -> bool:
+        with self.engine.begin() as conn:
+            res = conn.execute(
+                update(schema.tokens)
+                .where(schema.tokens.c.id == token_id, schema.tokens.c.revoked_at.is_(None))
+                .values(revoked_at=now())
+            )
+            return bool(res.rowcount)
+
+    # --- sessions and statements -------------------------------------------------------------------------------
+
+    def sessions(self, limit: int = 50, user: str | None = None, connection: str | None = None,
+                 ) -> list[dict[str, Any]]:
+        s = schema.sessions
+        counts = (
+            select(schema.statements.c.session_id, func.count().label("statements"))
+            .group_by(schema.statements.c.session_id)
+            .subquery()
+        )
+        q = (
+            select(s, func.coalesce(counts.c.statements, 0).label("statements"))
+            .outerjoin(counts, counts.c.session_id == s.c.id)
+            .order_by(s.c.started_at.desc())
+            .limit(limit)
+        )
+        if user:
+            q = q.where(s.c.user == user)
+        if connection:
+            q = q.where(s.c.connection == connection)
+        with self.engine.connect() as conn:
+            return [_session_row(r._mapping) for r in conn.execute(q)]
+
+    def session(self, session_id: str) -> dict[str, Any] | None:
+        s = schema.sessions
+        with self.engine.connect() as conn:
+            rows = list(conn.execute(select(s).where(s.c.id.startswith(session_id)).limit(2)))
+        if len(rows) != 1:
+            return None
+        return _session_row(rows[0]._mapping)
+
+    def statements(self, session_id: str) -> list[dict[str, Any]]:
+        st = schema.statements
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(st).where(st.c.session_id == session_id).order_by(st.c.seq))
+            return [_dated(dict(r._mapping), "started_at") for r in rows]
+
+    def events(self, kind: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        e = schema.events
+        q = select(e).order_by(e.c.id.desc()).limit(limit)
+        if kind:
+            q = q.where(e.c.kind == kind)
+        with self.engine.connect() as conn:
+            out = []
+            for r in conn.execute(q):
+                row = _dated(dict(r._mapping), "at")
+                row["detail"] = json.loads(row["detail"])
+                out.append(row)
+            return out
+
+
+def _apply(conn: Connection, writes: Iterable[Write]) -> None:
+    """Run writes in order; consecutive inserts into one table go as one executemany."""
+    tables = schema.metadata.tables
+    run: list[dict[str, Any]] = []
+    run_table = ""
+    for w in writes:
+        if w.key is None and w.table == run_table:
+            run.append(w.values)
+            continue
+        if run:
+            conn.execute(insert(tables[run_table]), run)
+            run, run_table = [], ""
+        if w.key is None:
+            run, run_table = [w.values], w.table
+        else:
+            table = tables[w.table]
+            values = dict(w.values)
+            key = values.pop(w.key)
+            conn.execute(update(table).where(table.c[w.key] == key).values(**values))
+    if run:
+        conn.execute(insert(tables[run_table]), run)
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+def _dated(row: dict[str, Any], *cols: str) -> dict[str, Any]:
+    for c in cols:
+        row[c] = utc(row[c])
+    return row
+
+
+def _token_row(m: Any) -> dict[str, Any]:
+    row = _dated(dict(m), "created_at", "expires_at", "revoked_at")
+    row["groups"] = json.loads(row["groups"])
+    return row
+
+
+def _session_row(m: Any) -> dict[str, Any]:
+    row = _dated(dict(m), "started_at", "ended_at")
+    row["groups"] = json.loads(row["groups"])
+    return row

@@ -1,0 +1,97 @@
+"""The tables. Migrations in ``migrations/versions`` create exactly these; a test checks they agree."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+signing_keys = Table(
+    "signing_keys",
+    metadata,
+    Column("kid", String(64), primary_key=True),
+    Column("algorithm", String(16), nullable=False),
+    Column("private_pem", Text, nullable=False),
+    Column("public_pem", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+tokens = Table(
+    "tokens",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("subject", String(256), nullable=False, index=True),
+    Column("groups", Text, nullable=False),  # JSON list
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("revoked_at", DateTime(timezone=True)),
+    Column("created_by", String(256), nullable=False),
+)
+
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("user", String(256), nullable=False),
+    Column("groups", Text, nullable=False),  # JSON list
+    Column("auth_method", String(32), nullable=False),
+    Column("token_id", String(64)),
+    Column("connection", String(64), nullable=False),
+    Column("protocol", String(16), nullable=False),
+    Column("client_addr", String(64), nullable=False),
+    Column("application_name", String(256), nullable=False),
+    Column("gateway", String(128), nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("ended_at", DateTime(timezone=True)),
+    Column("end_reason", String(256)),
+    Column("bytes_from_client", BigInteger, nullable=False, default=0),
+    Column("bytes_to_client", BigInteger, nullable=False, default=0),
+    Index("ix_sessions_started_at", "started_at"),
+    Index("ix_sessions_user", "user"),
+)
+
+statements = Table(
+    "statements",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("session_id", String(36), ForeignKey("sessions.id"), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("protocol", String(16), nullable=False),  # simple | extended | function
+    Column("kind", String(32), nullable=False),
+    Column("text", Text),  # literals replaced by $n; NULL when the text could not even be lexed
+    Column("param_count", Integer, nullable=False),
+    Column("status", String(16), nullable=False),  # ok | error | skipped | refused | lost
+    Column("command_tag", String(64)),
+    Column("row_count", BigInteger),
+    Column("sqlstate", String(5)),
+    Column("error_message", Text),
+    Column("duration_ms", Float),
+    Index("ix_statements_session_seq", "session_id", "seq", unique=True),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("kind", String(64), nullable=False),
+    Column("subject", String(256)),
+    Column("connection", String(64)),
+    Column("client_addr", String(64)),
+    Column("session_id", String(36)),
+    Column("detail", Text, nullable=False),  # JSON object; never holds a secret
+    Index("ix_events_at", "at"),
+)
