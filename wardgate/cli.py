@@ -18,10 +18,22 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def config_options(func: F) -> F:
-    func = click.option("--store", "store_url", envvar="WARDGATE_STORE", metavar="URL",
-                        help="Store URL (sqlite:///PATH or postgresql://...); overrides the file.")(func)
-    func = click.option("-c", "--config", "config_path", envvar="WARDGATE_CONFIG", metavar="FILE",
-                        type=click.Path(dir_okay=False), help="The YAML configuration file.")(func)
+    func = click.option(
+        "--store",
+        "store_url",
+        envvar="WARDGATE_STORE",
+        metavar="URL",
+        help="Store URL (sqlite:///PATH or postgresql://...); overrides the file.",
+    )(func)
+    func = click.option(
+        "-c",
+        "--config",
+        "config_path",
+        envvar="WARDGATE_CONFIG",
+        metavar="FILE",
+        type=click.Path(dir_okay=False),
+        help="The YAML configuration file.",
+    )(func)
     return func
 
 
@@ -72,10 +84,18 @@ def main() -> None:
 
 @main.command()
 @config_options
-@click.option("--listen-postgres", envvar="WARDGATE_LISTEN_POSTGRES", metavar="HOST:PORT",
-              help="Where PostgreSQL clients connect; overrides the file.")
-@click.option("--log-level", envvar="WARDGATE_LOG_LEVEL", default="info",
-              type=click.Choice(["debug", "info", "warning", "error"]))
+@click.option(
+    "--listen-postgres",
+    envvar="WARDGATE_LISTEN_POSTGRES",
+    metavar="HOST:PORT",
+    help="Where PostgreSQL clients connect; overrides the file.",
+)
+@click.option(
+    "--log-level",
+    envvar="WARDGATE_LOG_LEVEL",
+    default="info",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+)
 def serve(config_path: str | None, store_url: str | None, listen_postgres: str | None, log_level: str) -> None:
     """Validate the configuration, migrate the store and run the gateway."""
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -101,8 +121,10 @@ def config() -> None:
 def config_check(config_path: str | None, store_url: str | None) -> None:
     """Validate the configuration file and say what it defines."""
     cfg = _load(config_path, store_url)
-    click.echo(f"ok: {len(cfg.connections)} connection(s), store {Store(cfg.store).describe()}, "
-               f"postgres listener {cfg.listen.postgres}")
+    click.echo(
+        f"ok: {len(cfg.connections)} connection(s), store {Store(cfg.store).describe()}, "
+        f"postgres listener {cfg.listen.postgres}"
+    )
 
 
 @main.group()
@@ -116,18 +138,38 @@ def connections() -> None:
 def connections_list(config_path: str | None, store_url: str | None, as_json: bool) -> None:
     """List the configured connections (never their secrets)."""
     cfg = _load(config_path, store_url)
-    items = [
-        {"name": name, "type": c.type, "host": c.host, "port": c.port, "database": c.database, "user": c.user,
-         "sslmode": c.sslmode, "password": str(c.password) if c.password else None,
-         "allow_groups": c.allow_groups, "description": c.description}
+    items: list[dict[str, Any]] = [
+        {
+            "name": name,
+            "type": c.type,
+            "host": c.host,
+            "port": c.port,
+            "database": c.database,
+            "user": c.user,
+            "sslmode": c.sslmode,
+            "password": str(c.password) if c.password else None,
+            "allow_groups": c.allow_groups,
+            "description": c.description,
+        }
         for name, c in cfg.connections.items()
     ]
     if as_json:
         _json(items)
         return
-    _table(["NAME", "TYPE", "UPSTREAM", "SSLMODE", "PASSWORD", "ALLOW GROUPS"],
-           [[i["name"], i["type"], f"{i['user']}@{i['host']}:{i['port']}/{i['database']}", i["sslmode"],
-             i["password"] or "-", ",".join(i["allow_groups"]) or "(any)"] for i in items])
+    _table(
+        ["NAME", "TYPE", "UPSTREAM", "SSLMODE", "PASSWORD", "ALLOW GROUPS"],
+        [
+            [
+                i["name"],
+                i["type"],
+                f"{i['user']}@{i['host']}:{i['port']}/{i['database']}",
+                i["sslmode"],
+                i["password"] or "-",
+                ",".join(i["allow_groups"]) or "(any)",
+            ]
+            for i in items
+        ],
+    )
 
 
 @main.group()
@@ -141,8 +183,9 @@ def token() -> None:
 @click.option("--groups", default="", help="Comma-separated groups.")
 @click.option("--ttl", default=None, help="Lifetime, e.g. 30m, 1h, 7d (default: identity.tokens.default_ttl).")
 @click.option("--json", "as_json", is_flag=True, help="Print id, token and expiry as JSON.")
-def token_create(config_path: str | None, store_url: str | None, user: str, groups: str, ttl: str | None,
-                 as_json: bool) -> None:
+def token_create(
+    config_path: str | None, store_url: str | None, user: str, groups: str, ttl: str | None, as_json: bool
+) -> None:
     """Issue a signed token; it is printed once and never stored."""
     cfg = _load(config_path, store_url)
     try:
@@ -150,8 +193,9 @@ def token_create(config_path: str | None, store_url: str | None, user: str, grou
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--ttl") from None
     if seconds > cfg.identity.tokens.max_ttl:
-        raise click.BadParameter(f"longer than identity.tokens.max_ttl ({cfg.identity.tokens.max_ttl:g}s)",
-                                 param_hint="--ttl")
+        raise click.BadParameter(
+            f"longer than identity.tokens.max_ttl ({cfg.identity.tokens.max_ttl:g}s)", param_hint="--ttl"
+        )
     from .server import token_service
 
     store = _store(cfg)
@@ -162,11 +206,21 @@ def token_create(config_path: str | None, store_url: str | None, user: str, grou
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--user") from None
     if as_json:
-        _json({"id": issued.id, "token": issued.token, "user": issued.subject, "groups": list(issued.groups),
-               "expires_at": issued.expires_at})
+        _json(
+            {
+                "id": issued.id,
+                "token": issued.token,
+                "user": issued.subject,
+                "groups": list(issued.groups),
+                "expires_at": issued.expires_at,
+            }
+        )
         return
-    click.echo(f"token {issued.id} for {issued.subject} (groups: {','.join(issued.groups) or '-'}), "
-               f"expires {_ts(issued.expires_at)} UTC", err=True)
+    click.echo(
+        f"token {issued.id} for {issued.subject} (groups: {','.join(issued.groups) or '-'}), "
+        f"expires {_ts(issued.expires_at)} UTC",
+        err=True,
+    )
     click.echo(issued.token)
 
 
@@ -178,8 +232,7 @@ def token_revoke(config_path: str | None, store_url: str | None, token_id: str) 
     store = _store(_load(config_path, store_url))
     if not store.revoke_token(token_id):
         known = store.token(token_id)
-        click.echo(f"wardgate: token {token_id} " + ("is already revoked" if known else "does not exist"),
-                   err=True)
+        click.echo(f"wardgate: token {token_id} " + ("is already revoked" if known else "does not exist"), err=True)
         sys.exit(1)
     click.echo(f"revoked {token_id}")
 
@@ -195,9 +248,20 @@ def token_list(config_path: str | None, store_url: str | None, user: str | None,
         _json(rows)
         return
     now = datetime.now(UTC)
-    _table(["ID", "USER", "GROUPS", "CREATED", "EXPIRES", "STATE"],
-           [[r["id"], r["subject"], ",".join(r["groups"]) or "-", _ts(r["created_at"]), _ts(r["expires_at"]),
-             "revoked" if r["revoked_at"] else ("expired" if r["expires_at"] < now else "active")] for r in rows])
+    _table(
+        ["ID", "USER", "GROUPS", "CREATED", "EXPIRES", "STATE"],
+        [
+            [
+                r["id"],
+                r["subject"],
+                ",".join(r["groups"]) or "-",
+                _ts(r["created_at"]),
+                _ts(r["expires_at"]),
+                "revoked" if r["revoked_at"] else ("expired" if r["expires_at"] < now else "active"),
+            ]
+            for r in rows
+        ],
+    )
 
 
 @main.group()
@@ -211,17 +275,36 @@ def sessions() -> None:
 @click.option("--connection", default=None)
 @click.option("--limit", default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
-def sessions_list(config_path: str | None, store_url: str | None, user: str | None, connection: str | None,
-                  limit: int, as_json: bool) -> None:
+def sessions_list(
+    config_path: str | None,
+    store_url: str | None,
+    user: str | None,
+    connection: str | None,
+    limit: int,
+    as_json: bool,
+) -> None:
     """The most recent sessions first."""
     rows = _store(_load(config_path, store_url)).sessions(limit, user, connection)
     if as_json:
         _json(rows)
         return
-    _table(["ID", "STARTED (UTC)", "USER", "CONNECTION", "CLIENT", "APPLICATION", "STMTS", "ENDED", "REASON"],
-           [[r["id"][:8], _ts(r["started_at"]), r["user"], r["connection"], r["client_addr"],
-             r["application_name"] or "-", str(r["statements"]), _ts(r["ended_at"]) if r["ended_at"] else "open",
-             r["end_reason"] or ""] for r in rows])
+    _table(
+        ["ID", "STARTED (UTC)", "USER", "CONNECTION", "CLIENT", "APPLICATION", "STMTS", "ENDED", "REASON"],
+        [
+            [
+                r["id"][:8],
+                _ts(r["started_at"]),
+                r["user"],
+                r["connection"],
+                r["client_addr"],
+                r["application_name"] or "-",
+                str(r["statements"]),
+                _ts(r["ended_at"]) if r["ended_at"] else "open",
+                r["end_reason"] or "",
+            ]
+            for r in rows
+        ],
+    )
 
 
 @sessions.command("show")
@@ -240,22 +323,43 @@ def sessions_show(config_path: str | None, store_url: str | None, session_id: st
         _json({**row, "statements": stmts})
         return
     click.echo(f"session     {row['id']}")
-    click.echo(f"user        {row['user']} (groups: {','.join(row['groups']) or '-'}; via {row['auth_method']}"
-               + (f" {row['token_id']})" if row["token_id"] else ")"))
+    click.echo(
+        f"user        {row['user']} (groups: {','.join(row['groups']) or '-'}; via {row['auth_method']}"
+        + (f" {row['token_id']})" if row["token_id"] else ")")
+    )
     click.echo(f"connection  {row['connection']} ({row['protocol']}) through {row['gateway']}")
     click.echo(f"client      {row['client_addr']} {row['application_name'] or ''}".rstrip())
     click.echo(f"started     {_ts(row['started_at'])} UTC")
-    click.echo(f"ended       {_ts(row['ended_at']) + ' UTC' if row['ended_at'] else 'still open'}"
-               + (f" ({row['end_reason']})" if row["end_reason"] else ""))
+    click.echo(
+        f"ended       {_ts(row['ended_at']) + ' UTC' if row['ended_at'] else 'still open'}"
+        + (f" ({row['end_reason']})" if row["end_reason"] else "")
+    )
     click.echo(f"bytes       {row['bytes_from_client']} from client, {row['bytes_to_client']} to client")
     click.echo("")
-    _table(["#", "TIME (UTC)", "KIND", "STATUS", "RESULT", "MS", "STATEMENT"],
-           [[str(s["seq"]), _ts(s["started_at"]), s["kind"], s["status"],
-             (f"{s['sqlstate']} {s['error_message'] or ''}" if s["sqlstate"] else
-              (s["command_tag"] or "") + (f" ({s['row_count']} rows)" if s["row_count"] is not None
-                                          and s["command_tag"] and " " not in s["command_tag"] else "")),
-             f"{s['duration_ms']:.1f}" if s["duration_ms"] is not None else "-",
-             " ".join((s["text"] or "<unreadable>").split())[:120]] for s in stmts])
+    _table(
+        ["#", "TIME (UTC)", "KIND", "STATUS", "RESULT", "MS", "STATEMENT"],
+        [
+            [
+                str(s["seq"]),
+                _ts(s["started_at"]),
+                s["kind"],
+                s["status"],
+                (
+                    f"{s['sqlstate']} {s['error_message'] or ''}"
+                    if s["sqlstate"]
+                    else (s["command_tag"] or "")
+                    + (
+                        f" ({s['row_count']} rows)"
+                        if s["row_count"] is not None and s["command_tag"] and " " not in s["command_tag"]
+                        else ""
+                    )
+                ),
+                f"{s['duration_ms']:.1f}" if s["duration_ms"] is not None else "-",
+                " ".join((s["text"] or "<unreadable>").split())[:120],
+            ]
+            for s in stmts
+        ],
+    )
 
 
 @main.group()
@@ -268,16 +372,26 @@ def audit() -> None:
 @click.option("--kind", default=None, help="Only events of this kind (auth_failed, connection_refused).")
 @click.option("--limit", default=100, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
-def audit_events(config_path: str | None, store_url: str | None, kind: str | None, limit: int,
-                 as_json: bool) -> None:
+def audit_events(config_path: str | None, store_url: str | None, kind: str | None, limit: int, as_json: bool) -> None:
     """The most recent events first."""
     rows = _store(_load(config_path, store_url)).events(kind, limit)
     if as_json:
         _json(rows)
         return
-    _table(["TIME (UTC)", "KIND", "USER", "CONNECTION", "CLIENT", "DETAIL"],
-           [[_ts(r["at"]), r["kind"], r["subject"] or "-", r["connection"] or "-", r["client_addr"] or "-",
-             json.dumps(r["detail"], sort_keys=True)] for r in rows])
+    _table(
+        ["TIME (UTC)", "KIND", "USER", "CONNECTION", "CLIENT", "DETAIL"],
+        [
+            [
+                _ts(r["at"]),
+                r["kind"],
+                r["subject"] or "-",
+                r["connection"] or "-",
+                r["client_addr"] or "-",
+                json.dumps(r["detail"], sort_keys=True),
+            ]
+            for r in rows
+        ],
+    )
 
 
 @main.group()
@@ -286,8 +400,12 @@ def demo() -> None:
 
 
 @demo.command("load")
-@click.option("--dsn", default="host=127.0.0.1 port=5432 dbname=postgres user=postgres", show_default=True,
-              help="An administrative connection to the local PostgreSQL.")
+@click.option(
+    "--dsn",
+    default="host=127.0.0.1 port=5432 dbname=postgres user=postgres",
+    show_default=True,
+    help="An administrative connection to the local PostgreSQL.",
+)
 @click.option("--database", default="wardgate_demo", show_default=True)
 @click.option("--role", default="wardgate_demo", show_default=True)
 def demo_load(dsn: str, database: str, role: str) -> None:
@@ -296,11 +414,10 @@ def demo_load(dsn: str, database: str, role: str) -> None:
 
     try:
         counts = load(dsn, database, role)
-    except Exception as exc:  # noqa: BLE001 - a CLI reports any failure as one clear line
+    except Exception as exc:
         click.echo(f"wardgate: cannot load the demo dataset: {exc}", err=True)
         sys.exit(1)
-    click.echo(f"demo database {database} ready (role {role}): "
-               + ", ".join(f"{n} {t}" for t, n in counts.items()))
+    click.echo(f"demo database {database} ready (role {role}): " + ", ".join(f"{n} {t}" for t, n in counts.items()))
 
 
 if __name__ == "__main__":

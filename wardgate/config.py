@@ -166,7 +166,13 @@ class PostgresConnection(_Model):
             raise ValueError("upstream: must name a user, a host and a database: postgresql://USER@HOST:PORT/DB")
         if url.query:
             raise ValueError("upstream: options go in their own keys (sslmode, sslrootcert), not in the URL")
-        return {**data, "host": url.hostname, "port": port, "database": database, "user": unquote(url.username)}
+        return {
+            **data,
+            "host": url.hostname,
+            "port": port,
+            "database": database,
+            "user": unquote(url.username),
+        }
 
     @model_validator(mode="after")
     def _verify_full_needs_root(self) -> PostgresConnection:

@@ -10,11 +10,50 @@ import random
 import psycopg
 from psycopg import sql
 
-FIRST = ["Ada", "Alan", "Grace", "Linus", "Barbara", "Edsger", "Margaret", "Dennis", "Frances", "Ken",
-         "Radia", "Donald", "Shafi", "Leslie", "Sophie", "Tim", "Hedy", "John", "Katherine", "Niklaus"]
-LAST = ["Lovelace", "Turing", "Hopper", "Torvalds", "Liskov", "Dijkstra", "Hamilton", "Ritchie", "Allen",
-        "Thompson", "Perlman", "Knuth", "Goldwasser", "Lamport", "Wilson", "Berners-Lee", "Lamarr", "Backus",
-        "Johnson", "Wirth"]
+FIRST = [
+    "Ada",
+    "Alan",
+    "Grace",
+    "Linus",
+    "Barbara",
+    "Edsger",
+    "Margaret",
+    "Dennis",
+    "Frances",
+    "Ken",
+    "Radia",
+    "Donald",
+    "Shafi",
+    "Leslie",
+    "Sophie",
+    "Tim",
+    "Hedy",
+    "John",
+    "Katherine",
+    "Niklaus",
+]
+LAST = [
+    "Lovelace",
+    "Turing",
+    "Hopper",
+    "Torvalds",
+    "Liskov",
+    "Dijkstra",
+    "Hamilton",
+    "Ritchie",
+    "Allen",
+    "Thompson",
+    "Perlman",
+    "Knuth",
+    "Goldwasser",
+    "Lamport",
+    "Wilson",
+    "Berners-Lee",
+    "Lamarr",
+    "Backus",
+    "Johnson",
+    "Wirth",
+]
 CITIES = ["Lisbon", "Berlin", "Austin", "Toronto", "Nairobi", "Osaka", "Lyon", "Porto", "Denver", "Leeds"]
 STATUSES = ["paid", "paid", "paid", "shipped", "refunded", "pending"]
 
@@ -49,8 +88,7 @@ def load(dsn: str, database: str, role: str) -> dict[str, int]:
         exists = admin.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
         if not exists:
             admin.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
-        admin.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(database),
-                                                                    sql.Identifier(role)))
+        admin.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(database), sql.Identifier(role)))
     conninfo = psycopg.conninfo.make_conninfo(dsn, dbname=database, user=role)
     rnd = random.Random(11)
     people = customers()
@@ -79,6 +117,13 @@ def load(dsn: str, database: str, role: str) -> dict[str, int]:
                     cp.write_row(row)
             with cur.copy("COPY orders (id, customer_id, amount, status, ordered_at) FROM STDIN") as cp:
                 for i in range(1, 1001):
-                    cp.write_row((i, rnd.randint(1, len(people)), f"{rnd.uniform(5, 900):.2f}",
-                                  rnd.choice(STATUSES), f"2026-{rnd.randint(1, 11):02d}-{rnd.randint(1, 28):02d}"))
+                    cp.write_row(
+                        (
+                            i,
+                            rnd.randint(1, len(people)),
+                            f"{rnd.uniform(5, 900):.2f}",
+                            rnd.choice(STATUSES),
+                            f"2026-{rnd.randint(1, 11):02d}-{rnd.randint(1, 28):02d}",
+                        )
+                    )
     return {"customers": len(people), "orders": 1000}

@@ -20,7 +20,7 @@ from typing import Any
 
 from .audit.recorder import AuditUnavailable, Recorder
 from .config import Config, PostgresConnection
-from .identity.model import AuthFailure, Authenticator, Identity
+from .identity.model import Authenticator, AuthFailure, Identity
 from .policy.sql import StatementInfo, classify
 from .store import StoreError
 from .store.db import Write, now
@@ -104,20 +104,29 @@ class Pipeline:
 
     # --- sessions -------------------------------------------------------------------------------------------
 
-    async def open_session(self, *, user: str, credential: str, connection_name: str, client: ClientInfo,
-                           ) -> Session:
+    async def open_session(
+        self,
+        *,
+        user: str,
+        credential: str,
+        connection_name: str,
+        client: ClientInfo,
+    ) -> Session:
         """Authenticate and authorize; record the session start. Raises ``SessionRefused``."""
         loop = asyncio.get_running_loop()
-        identity = await loop.run_in_executor(None, self._authenticate, user, credential, connection_name,
-                                              client)
+        identity = await loop.run_in_executor(None, self._authenticate, user, credential, connection_name, client)
         conn = self.config.connections.get(connection_name)
         if conn is None:
-            self._event("connection_refused", user, connection_name, client,
-                        {"reason": "unknown connection"})
+            self._event("connection_refused", user, connection_name, client, {"reason": "unknown connection"})
             raise SessionRefused("3D000", f'connection "{connection_name}" does not exist on this gateway')
         if conn.allow_groups and not set(conn.allow_groups) & set(identity.groups):
-            self._event("connection_refused", user, connection_name, client,
-                        {"reason": "not in an allowed group", "groups": list(identity.groups)})
+            self._event(
+                "connection_refused",
+                user,
+                connection_name,
+                client,
+                {"reason": "not in an allowed group", "groups": list(identity.groups)},
+            )
             raise SessionRefused(
                 "28000",
                 f'user "{user}" may not use connection "{connection_name}": '
@@ -125,14 +134,28 @@ class Pipeline:
             )
         session = Session(str(uuid.uuid4()), identity, connection_name, conn, client, now())
         try:
-            self.recorder.submit(Write("sessions", {
-                "id": session.id, "user": identity.subject, "groups": json.dumps(list(identity.groups)),
-                "auth_method": identity.method, "token_id": identity.token_id, "connection": connection_name,
-                "protocol": client.protocol, "client_addr": client.address,
-                "application_name": client.application_name, "gateway": self.gateway_id,
-                "started_at": session.started_at, "ended_at": None, "end_reason": None,
-                "bytes_from_client": 0, "bytes_to_client": 0,
-            }))
+            self.recorder.submit(
+                Write(
+                    "sessions",
+                    {
+                        "id": session.id,
+                        "user": identity.subject,
+                        "groups": json.dumps(list(identity.groups)),
+                        "auth_method": identity.method,
+                        "token_id": identity.token_id,
+                        "connection": connection_name,
+                        "protocol": client.protocol,
+                        "client_addr": client.address,
+                        "application_name": client.application_name,
+                        "gateway": self.gateway_id,
+                        "started_at": session.started_at,
+                        "ended_at": None,
+                        "end_reason": None,
+                        "bytes_from_client": 0,
+                        "bytes_to_client": 0,
+                    },
+                )
+            )
         except AuditUnavailable as exc:
             raise SessionRefused("08004", f"wardgate cannot record this session, so it is refused: {exc}") from None
         self._check_audit()
@@ -140,8 +163,9 @@ class Pipeline:
 
     def _check_audit(self) -> None:
         if not self.recorder.healthy:
-            raise SessionRefused("08004", "wardgate's audit store is unavailable; sessions are refused until it "
-                                          "recovers")
+            raise SessionRefused(
+                "08004", "wardgate's audit store is unavailable; sessions are refused until it recovers"
+            )
 
     def _authenticate(self, user: str, credential: str, connection_name: str, client: ClientInfo) -> Identity:
         try:
@@ -169,21 +193,46 @@ class Pipeline:
             return
         session.ended = True
         try:
-            self.recorder.submit(Write("sessions", {
-                "id": session.id, "ended_at": now(), "end_reason": reason,
-                "bytes_from_client": bytes_from_client, "bytes_to_client": bytes_to_client,
-            }, key="id"))
+            self.recorder.submit(
+                Write(
+                    "sessions",
+                    {
+                        "id": session.id,
+                        "ended_at": now(),
+                        "end_reason": reason,
+                        "bytes_from_client": bytes_from_client,
+                        "bytes_to_client": bytes_to_client,
+                    },
+                    key="id",
+                )
+            )
         except AuditUnavailable as exc:
             log.error("session %s ended (%s) but its end could not be queued: %s", session.id, reason, exc)
 
-    def _event(self, kind: str, user: str | None, connection: str | None, client: ClientInfo | None,
-               detail: dict[str, Any], session_id: str | None = None) -> None:
+    def _event(
+        self,
+        kind: str,
+        user: str | None,
+        connection: str | None,
+        client: ClientInfo | None,
+        detail: dict[str, Any],
+        session_id: str | None = None,
+    ) -> None:
         try:
-            self.recorder.submit(Write("events", {
-                "at": now(), "kind": kind, "subject": user, "connection": connection,
-                "client_addr": client.address if client else None, "session_id": session_id,
-                "detail": json.dumps(detail, sort_keys=True),
-            }))
+            self.recorder.submit(
+                Write(
+                    "events",
+                    {
+                        "at": now(),
+                        "kind": kind,
+                        "subject": user,
+                        "connection": connection,
+                        "client_addr": client.address if client else None,
+                        "session_id": session_id,
+                        "detail": json.dumps(detail, sort_keys=True),
+                    },
+                )
+            )
         except AuditUnavailable as exc:
             log.error("audit event %s lost: %s", kind, exc)
 
@@ -192,8 +241,11 @@ class Pipeline:
     def _admit(self) -> None:
         if not self.recorder.healthy:
             raise StatementRefused(
-                "58030", "wardgate refuses the statement: its audit store is unavailable ("
-                + self.recorder.last_error[:200] + ")")
+                "58030",
+                "wardgate refuses the statement: its audit store is unavailable ("
+                + self.recorder.last_error[:200]
+                + ")",
+            )
 
     def on_query(self, session: Session, text: str) -> list[StatementRecord]:
         """A simple-protocol query string: one record per statement in it, decided as a whole."""
@@ -224,16 +276,37 @@ class Pipeline:
         info = StatementInfo("function_call", f"-- function call: oid {function_oid}")
         return StatementRecord(session, session.seq, "function", info, nargs, now())
 
-    def finish(self, rec: StatementRecord, status: str, *, tag: str | None = None, rows: int | None = None,
-               sqlstate: str | None = None, message: str | None = None) -> None:
+    def finish(
+        self,
+        rec: StatementRecord,
+        status: str,
+        *,
+        tag: str | None = None,
+        rows: int | None = None,
+        sqlstate: str | None = None,
+        message: str | None = None,
+    ) -> None:
         duration = (time.perf_counter() - rec.t0) * 1000.0
         try:
-            self.recorder.submit(Write("statements", {
-                "session_id": rec.session.id, "seq": rec.seq, "started_at": rec.started_at,
-                "protocol": rec.protocol, "kind": rec.info.kind, "text": rec.info.redacted,
-                "param_count": rec.param_count, "status": status, "command_tag": tag, "row_count": rows,
-                "sqlstate": sqlstate, "error_message": safe_error_message(sqlstate, message),
-                "duration_ms": round(duration, 3),
-            }))
+            self.recorder.submit(
+                Write(
+                    "statements",
+                    {
+                        "session_id": rec.session.id,
+                        "seq": rec.seq,
+                        "started_at": rec.started_at,
+                        "protocol": rec.protocol,
+                        "kind": rec.info.kind,
+                        "text": rec.info.redacted,
+                        "param_count": rec.param_count,
+                        "status": status,
+                        "command_tag": tag,
+                        "row_count": rows,
+                        "sqlstate": sqlstate,
+                        "error_message": safe_error_message(sqlstate, message),
+                        "duration_ms": round(duration, 3),
+                    },
+                )
+            )
         except AuditUnavailable as exc:
             log.error("statement %s/%s finished but could not be recorded: %s", rec.session.id, rec.seq, exc)

@@ -50,9 +50,14 @@ async def serve(config: Config, store: Store) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     bound = ", ".join(f"{s.getsockname()[0]}:{s.getsockname()[1]}" for s in server.sockets)
-    log.info("wardgate %s listening for PostgreSQL clients on %s (%s); store %s; connections: %s",
-             pipeline.gateway_id, bound, "TLS" if ssl_ctx else "plaintext only", store.describe(),
-             ", ".join(config.connections) or "none")
+    log.info(
+        "wardgate %s listening for PostgreSQL clients on %s (%s); store %s; connections: %s",
+        pipeline.gateway_id,
+        bound,
+        "TLS" if ssl_ctx else "plaintext only",
+        store.describe(),
+        ", ".join(config.connections) or "none",
+    )
     try:
         await stop.wait()
     finally:

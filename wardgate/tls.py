@@ -42,8 +42,11 @@ def ensure_self_signed(cert: Path, key: Path, hosts: list[str]) -> None:
     )
     fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as fh:
-        fh.write(private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                       serialization.NoEncryption()))
+        fh.write(
+            private.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
     cert.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
 
 

@@ -123,8 +123,12 @@ class _Endpoint(asyncio.Protocol):
             await self._waiter
         finally:
             self._waiter = None
-        if self._eof and not self._rx:
+        if self._drained():
             raise _Closed
+
+    def _drained(self) -> bool:
+        """The peer is gone and nothing it sent is left to read."""
+        return self._eof and not self._rx
 
     def take_rx(self) -> bytes:
         rx, self._rx = self._rx, b""
@@ -323,8 +327,9 @@ class ClientConnection(_Endpoint):
         except UnicodeDecodeError:
             credential = ""
         info = ClientInfo(self.client_addr, params.get("application_name", ""), "postgres")
-        session = await self.pipeline.open_session(user=user, credential=credential, connection_name=database,
-                                                   client=info)
+        session = await self.pipeline.open_session(
+            user=user, credential=credential, connection_name=database, client=info
+        )
         self.session = session
         forwarded = {k: v for k, v in params.items() if k not in _NOT_FORWARDED and not k.startswith("_pq_.")}
         return session, forwarded
@@ -333,8 +338,13 @@ class ClientConnection(_Endpoint):
         assert self.transport is not None and self.frontend.ssl_context is not None
         loop = asyncio.get_running_loop()
         try:
-            new = await loop.start_tls(self.transport, self, self.frontend.ssl_context, server_side=True,
-                                       ssl_handshake_timeout=self.frontend.config.limits.auth_timeout)
+            new = await loop.start_tls(
+                self.transport,
+                self,
+                self.frontend.ssl_context,
+                server_side=True,
+                ssl_handshake_timeout=self.frontend.config.limits.auth_timeout,
+            )
         except (ssl.SSLError, ConnectionError, OSError) as exc:
             raise _Closed from exc
         if new is None:
@@ -352,17 +362,27 @@ class ClientConnection(_Endpoint):
                 await loop.create_connection(lambda: up, conn.host, conn.port)
                 key, frames = await self._upstream_login(up, conn, params)
         except TimeoutError:
-            raise UpstreamError("08006", f'wardgate could not reach the upstream of connection '
-                                f'"{session.connection_name}" within {conn.connect_timeout:g}s') from None
+            raise UpstreamError(
+                "08006",
+                f"wardgate could not reach the upstream of connection "
+                f'"{session.connection_name}" within {conn.connect_timeout:g}s',
+            ) from None
         except OSError as exc:
-            raise UpstreamError("08006", f'wardgate could not reach the upstream of connection '
-                                f'"{session.connection_name}": {exc.strerror or exc}') from None
+            raise UpstreamError(
+                "08006",
+                f"wardgate could not reach the upstream of connection "
+                f'"{session.connection_name}": {exc.strerror or exc}',
+            ) from None
         except _Closed:
-            raise UpstreamError("08006", f'the upstream of connection "{session.connection_name}" closed the '
-                                "connection during login") from None
+            raise UpstreamError(
+                "08006",
+                f'the upstream of connection "{session.connection_name}" closed the connection during login',
+            ) from None
         except UpstreamAuthError as exc:
-            raise UpstreamError("08006", f'wardgate could not log in to the upstream of connection '
-                                f'"{session.connection_name}": {exc}') from None
+            raise UpstreamError(
+                "08006",
+                f'wardgate could not log in to the upstream of connection "{session.connection_name}": {exc}',
+            ) from None
         pid, secret = self.frontend.register_cancel(conn, key)
         self.backend_pid = pid
         up.peer = self
@@ -380,8 +400,12 @@ class ClientConnection(_Endpoint):
         if up._eof:
             self.upstream_lost()
 
-    async def _upstream_login(self, up: UpstreamConnection, conn: PostgresConnection, params: dict[str, str],
-                              ) -> tuple[tuple[int, int], list[bytes]]:
+    async def _upstream_login(
+        self,
+        up: UpstreamConnection,
+        conn: PostgresConnection,
+        params: dict[str, str],
+    ) -> tuple[tuple[int, int], list[bytes]]:
         """Log in upstream; returns its BackendKeyData and the frames to replay (ParameterStatus..., Z)."""
         inbox = FrameInbox(up, up.reader)
         ctx = upstream_context(conn.sslmode, conn.sslrootcert)
@@ -389,15 +413,19 @@ class ClientConnection(_Endpoint):
             up.write(encode.ssl_request())
             answer = await inbox.byte()
             if answer != ord("S"):
-                raise UpstreamError("08006", f'the upstream of connection "{self._conn_name}" does not accept '
-                                    f"TLS (sslmode={conn.sslmode})")
+                raise UpstreamError(
+                    "08006",
+                    f'the upstream of connection "{self._conn_name}" does not accept TLS (sslmode={conn.sslmode})',
+                )
             assert up.transport is not None
             loop = asyncio.get_running_loop()
             try:
-                up.transport = await loop.start_tls(up.transport, up, ctx, server_hostname=conn.host)  # type: ignore[assignment]
+                up.transport = await loop.start_tls(up.transport, up, ctx, server_hostname=conn.host)
             except ssl.SSLError as exc:
-                raise UpstreamError("08006", f'TLS to the upstream of connection "{self._conn_name}" failed: '
-                                    f"{exc.reason or exc}") from None
+                raise UpstreamError(
+                    "08006",
+                    f'TLS to the upstream of connection "{self._conn_name}" failed: {exc.reason or exc}',
+                ) from None
         up.write(encode.startup_message({"user": conn.user, "database": conn.database, **params}))
         auth = UpstreamAuth(conn.user, conn.password.value if conn.password else None)
         replay: list[bytes] = []
@@ -415,8 +443,9 @@ class ClientConnection(_Endpoint):
             elif kind == m.ERROR_RESPONSE:
                 err = decode.error_fields(frame)
                 code = err.code if err.code and not err.code.startswith("28") else "08006"
-                raise UpstreamError(code, f'the upstream of connection "{self._conn_name}" refused the login: '
-                                    f"{err.message}")
+                raise UpstreamError(
+                    code, f'the upstream of connection "{self._conn_name}" refused the login: {err.message}'
+                )
             elif kind == m.READY_FOR_QUERY:
                 replay.append(frame)
                 if inbox.frames:
@@ -539,8 +568,13 @@ class ClientConnection(_Endpoint):
             elif kind == m.ERROR_RESPONSE:
                 failed, skipped = tracker.error()
                 if isinstance(failed, Refusal):
-                    frame = failed.frame
-                elif isinstance(failed, StatementRecord):
+                    out.append(failed.frame)  # the client gets the gateway's error, not the stand-in's
+                    self.rows = 0
+                    for h in skipped:
+                        if isinstance(h, StatementRecord):
+                            pipeline.finish(h, "skipped")
+                    continue
+                if isinstance(failed, StatementRecord):
                     err = decode.error_fields(frame)
                     pipeline.finish(failed, "error", sqlstate=err.code, message=err.message)
                 for h in skipped:
@@ -565,8 +599,11 @@ class ClientConnection(_Endpoint):
     def upstream_lost(self) -> None:
         if self.transport is None or self.transport.is_closing():
             return
-        self._fatal("08006", f'wardgate: the upstream of connection "{self._conn_name}" closed the connection',
-                    "upstream closed")
+        self._fatal(
+            "08006",
+            f'wardgate: the upstream of connection "{self._conn_name}" closed the connection',
+            "upstream closed",
+        )
 
 
 _CLIENT_HANDLED: dict[int, Callable[[ClientConnection, bytes], bytes | None]] = {
@@ -607,8 +644,9 @@ class PostgresFrontend:
 
     async def cancel(self, pid: int, secret: int) -> None:
         target = self.cancel_keys.get(pid)
-        if target is None or not hmac.compare_digest(target.secret.to_bytes(4, "big", signed=True),
-                                                     secret.to_bytes(4, "big", signed=True)):
+        if target is None or not hmac.compare_digest(
+            target.secret.to_bytes(4, "big", signed=True), secret.to_bytes(4, "big", signed=True)
+        ):
             log.warning("ignored a cancel request with an unknown key")
             return
         with contextlib.suppress(OSError, TimeoutError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,7 +11,9 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from ..store import Store
+from ..store import Store, StoreError
+
+log = logging.getLogger("wardgate.identity")
 
 
 @dataclass(frozen=True)
@@ -29,9 +32,11 @@ def _pems(private: Ed25519PrivateKey) -> tuple[str, str]:
     priv = private.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     ).decode("ascii")
-    pub = private.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ).decode("ascii")
+    pub = (
+        private.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode("ascii")
+    )
     return priv, pub
 
 
@@ -60,7 +65,7 @@ def load_or_create(store: Store, key_file: Path | None) -> SigningKey:
         priv_pem, pub_pem = _pems(private)
         try:
             store.add_signing_key(_kid(private.public_key()), "EdDSA", priv_pem, pub_pem)
-        except Exception:  # noqa: BLE001 - another replica won the race; fall through and read the winner
-            pass
+        except StoreError:
+            log.info("another replica created the signing key first; using it")
         rows = store.signing_keys()
     return _from_pem(rows[0]["private_pem"])

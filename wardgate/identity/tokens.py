@@ -55,10 +55,22 @@ class TokenService:
             "exp": int(expires.timestamp()),
         }
         token = jwt.encode(claims, self.key.private, algorithm="EdDSA", headers={"kid": self.key.kid})
-        self.store.write([Write("tokens", {
-            "id": token_id, "subject": subject, "groups": json.dumps(list(clean_groups)),
-            "created_at": issued, "expires_at": expires, "revoked_at": None, "created_by": created_by,
-        })])
+        self.store.write(
+            [
+                Write(
+                    "tokens",
+                    {
+                        "id": token_id,
+                        "subject": subject,
+                        "groups": json.dumps(list(clean_groups)),
+                        "created_at": issued,
+                        "expires_at": expires,
+                        "revoked_at": None,
+                        "created_by": created_by,
+                    },
+                )
+            ]
+        )
         return IssuedToken(token_id, token, subject, clean_groups, expires)
 
     def accepts(self, credential: str) -> bool:

@@ -86,8 +86,9 @@ class Store:
                 cfg.attributes["connection"] = conn
                 command.upgrade(cfg, "head")
         except SQLAlchemyError as exc:
-            raise StoreError(f"cannot prepare the store at {self.describe()}: {exc.__class__.__name__}: "
-                             f"{str(exc).splitlines()[0]}") from exc
+            raise StoreError(
+                f"cannot prepare the store at {self.describe()}: {exc.__class__.__name__}: {str(exc).splitlines()[0]}"
+            ) from exc
 
     def close(self) -> None:
         self.engine.dispose()
@@ -110,8 +111,20 @@ class Store:
             return [dict(r._mapping) for r in rows]
 
     def add_signing_key(self, kid: str, algorithm: str, private_pem: str, public_pem: str) -> None:
-        self.write([Write("signing_keys", {"kid": kid, "algorithm": algorithm, "private_pem": private_pem,
-                                           "public_pem": public_pem, "created_at": now()})])
+        self.write(
+            [
+                Write(
+                    "signing_keys",
+                    {
+                        "kid": kid,
+                        "algorithm": algorithm,
+                        "private_pem": private_pem,
+                        "public_pem": public_pem,
+                        "created_at": now(),
+                    },
+                )
+            ]
+        )
 
     # --- tokens ------------------------------------------------------------------------------------------------
 
@@ -138,8 +151,12 @@ class Store:
 
     # --- sessions and statements -------------------------------------------------------------------------------
 
-    def sessions(self, limit: int = 50, user: str | None = None, connection: str | None = None,
-                 ) -> list[dict[str, Any]]:
+    def sessions(
+        self,
+        limit: int = 50,
+        user: str | None = None,
+        connection: str | None = None,
+    ) -> list[dict[str, Any]]:
         s = schema.sessions
         counts = (
             select(schema.statements.c.session_id, func.count().label("statements"))

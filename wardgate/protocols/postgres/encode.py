@@ -85,9 +85,7 @@ def error_response(
     return _msg(b"E", _fields(severity, code, message, detail, hint))
 
 
-def notice_response(
-    message: str, *, code: str = "00000", severity: str = "NOTICE", detail: str | None = None
-) -> bytes:
+def notice_response(message: str, *, code: str = "00000", severity: str = "NOTICE", detail: str | None = None) -> bytes:
     return _msg(b"N", _fields(severity, code, message, detail, None))
 
 
