@@ -204,3 +204,28 @@ def flush_wait(predicate: Any, timeout: float = 10.0) -> Any:
         if result or time.monotonic() > deadline:
             return result
         time.sleep(0.05)
+
+
+def login_error(gw: Gateway, user: str, password: str, dbname: str = "app", tls: bool = True) -> tuple[str, str]:
+    """Try to log in with asyncpg (which exposes the server's SQLSTATE at connect) and return (sqlstate, message)."""
+    import asyncio
+    import ssl
+
+    import asyncpg
+
+    ctx: ssl.SSLContext | bool = False
+    if tls:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+
+    async def attempt() -> tuple[str, str]:
+        try:
+            conn = await asyncpg.connect(host="127.0.0.1", port=gw.port, user=user, password=password,
+                                         database=dbname, ssl=ctx, timeout=10)
+        except asyncpg.PostgresError as exc:
+            return str(exc.sqlstate), str(exc)
+        await conn.close()
+        raise AssertionError(f"login as {user} unexpectedly succeeded")
+
+    return asyncio.run(attempt())
