@@ -141,10 +141,6 @@ def test_psql_several_statements_in_one_c(gateway: Gateway, upstream: UpstreamDB
     assert [(s["kind"], s["status"], s["command_tag"], s["row_count"], s["protocol"]) for s in stmts] == [
         ("select", "ok", "SELECT 1", 1, "simple")] * 3
     assert [s["text"] for s in stmts] == [
-        "SELECT count(*) FROM customers;",
-        "SELECT max(id) FROM customers WHERE card_number = $1;",
-        "SELECT name FROM customers WHERE email = $1",
-    ] or [s["text"].rstrip(";") for s in stmts] == [
         "SELECT count(*) FROM customers",
         "SELECT max(id) FROM customers WHERE card_number = $1",
         "SELECT name FROM customers WHERE email = $1",
@@ -161,7 +157,7 @@ def test_psql_error_in_the_middle_of_one_query_string(gateway: Gateway, upstream
     _, stmts = recorded(gateway, user)
     assert [(s["status"], s["sqlstate"]) for s in stmts] == [("ok", None), ("error", "22012"), ("skipped", None)]
     assert stmts[1]["error_message"] == "division by zero"
-    assert [s["text"].rstrip(";") for s in stmts] == ["SELECT $1", "SELECT $1/$2", "SELECT $1"]
+    assert [s["text"] for s in stmts] == ["SELECT $1", "SELECT $1/$2", "SELECT $1"]
 
 
 def test_psql_division_by_zero_verbose(gateway: Gateway, upstream: UpstreamDB) -> None:
