@@ -204,3 +204,12 @@ def test_tls_then_startup_works_with_a_real_tls_stack(gw: Gateway, bystander: ob
     raw.send(encode.query("select 41 + 1"))
     kinds = [k for k, _ in raw.until("Z")]
     assert kinds == ["T", "D", "C", "Z"]
+
+
+def test_gssenc_is_declined_and_the_client_may_go_on(gw: Gateway, bystander: object) -> None:
+    raw = Raw(gw.port)
+    raw.send(struct.pack("!ii", 8, 80877104))
+    assert raw.sock.recv(1) == b"N"
+    raw.login("gss-then-plain", gw.token("gss-then-plain"))
+    raw.send(encode.query("select 1"))
+    assert [k for k, _ in raw.until("Z")] == ["T", "D", "C", "Z"]
