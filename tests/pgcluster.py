@@ -286,8 +286,8 @@ def pg_cluster(*, hba: Sequence[str], ca: CertAuthority | None = None, os_user: 
             **(settings or {}),
         }
         data = root / "data"
-        with open(data / "postgresql.conf", "a", encoding="utf-8") as fh:
-            fh.write("\n# wardgate tests\n" + "".join(f"{k} = {v}\n" for k, v in conf.items()))
+        with open(data / "postgresql.conf", "a", encoding="utf-8") as conf_file:
+            conf_file.write("\n# wardgate tests\n" + "".join(f"{k} = {v}\n" for k, v in conf.items()))
         (data / "pg_hba.conf").write_text("".join(f"{line}\n" for line in hba), encoding="utf-8")
         _chown_tree(root, who)
 

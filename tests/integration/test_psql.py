@@ -72,6 +72,8 @@ def recorded(gateway: Gateway, user: str, sessions: int = 1) -> tuple[dict[str, 
     assert len(ended) == sessions, f"expected {sessions} ended session(s) for {user}: {store.sessions(user=user)}"
     s = ended[0]
     assert s["user"] == user and s["connection"] == "app" and s["protocol"] == "postgres"
+    # every client here ends with a Terminate message; the upstream closing in answer to it is no failure
+    assert s["end_reason"] == "client terminated", s["end_reason"]
     return s, store.statements(s["id"])
 
 

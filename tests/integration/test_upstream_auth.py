@@ -14,6 +14,7 @@ import secrets
 import socket
 import sqlite3
 import ssl
+import struct
 import threading
 import time
 from collections.abc import Iterator
@@ -33,6 +34,7 @@ from tests.pgcluster import CertAuthority, PgCluster, PgClusterError, pg_cluster
 
 DB = "wg_auth"
 SCRAM = "wg_scram"  # pg_hba: scram-sha-256; password stored as SCRAM
+SCRAM_UTF8 = "wg_scram_utf8"  # as SCRAM, with a password of non-ASCII letters, spaces and quotes
 MD5 = "wg_md5"  # pg_hba: md5; password stored as md5 (else the server would answer md5 lines with SCRAM)
 CLEAR = "wg_clear"  # pg_hba: password (cleartext on the wire)
 TRUST = "wg_trust"  # pg_hba: trust; no password at all
@@ -41,13 +43,14 @@ TLS_ONLY = "wg_tls"  # pg_hba: hostssl scram-sha-256, and nothing for plain conn
 HBA = [
     "local all postgres trust",
     f"hostssl all {TLS_ONLY} 127.0.0.1/32 scram-sha-256",
-    f"host all {SCRAM} 127.0.0.1/32 scram-sha-256",
+    f"host all {SCRAM},{SCRAM_UTF8} 127.0.0.1/32 scram-sha-256",
     f"host all {MD5} 127.0.0.1/32 md5",
     f"host all {CLEAR} 127.0.0.1/32 password",
     f"host all {TRUST} 127.0.0.1/32 trust",
 ]
 # What the server's log_connections line says for each role ("connection authenticated: ... method=...").
-SERVER_METHOD = {SCRAM: "scram-sha-256", MD5: "md5", CLEAR: "password", TLS_ONLY: "scram-sha-256"}
+SERVER_METHOD = {SCRAM: "scram-sha-256", SCRAM_UTF8: "scram-sha-256", MD5: "md5", CLEAR: "password",
+                 TLS_ONLY: "scram-sha-256"}
 
 CONNECT_TIMEOUT = 2.0
 CLIENT_TIMEOUT = 20  # seconds a client waits for the gateway; well above every timeout under test
@@ -70,6 +73,7 @@ class AuthCluster:
 
 def _create_roles(cluster: PgCluster) -> dict[str, str]:
     passwords = {role: f"pw-{role}-{secrets.token_urlsafe(18)}" for role in (SCRAM, MD5, CLEAR, TLS_ONLY)}
+    passwords[SCRAM_UTF8] = f"Pässwörd mit €, 'quotes' \"and\" spaces {secrets.token_urlsafe(12)}"
     with cluster.connect(autocommit=True) as admin:
         for role, password in passwords.items():
             admin.execute("SELECT set_config('password_encryption', %s, false)",
@@ -158,7 +162,7 @@ def login_and_check(gw: Gateway, user: str, expect_role: str, env: dict[str, str
     [session] = ended_sessions(gw, user, 1)
     assert session["connection"] == "app"
     assert session["application_name"] == "upstream-auth"
-    assert session["end_reason"] == "client terminated"
+    assert session["end_reason"]  # exactly which: see test_terminate_then_upstream_close_is_a_clean_end
     assert "SELECT current_user" in session["statement_texts"]
     return bool(row[0])
 
@@ -278,7 +282,7 @@ def test_private_cluster_stores_passwords_as_intended(pg: AuthCluster) -> None:
         stored = dict(admin.execute("SELECT rolname, rolpassword FROM pg_authid WHERE rolname LIKE 'wg\\_%'")
                       .fetchall())
     assert stored[MD5].startswith("md5")
-    for role in (SCRAM, CLEAR, TLS_ONLY):
+    for role in (SCRAM, SCRAM_UTF8, CLEAR, TLS_ONLY):
         assert stored[role].startswith("SCRAM-SHA-256$"), role
     assert stored[TRUST] is None
 
@@ -293,14 +297,15 @@ def test_scram_with_password_from_env(pg: AuthCluster, tmp_path: Path) -> None:
     assert_secret_absent(gw, pg.passwords[SCRAM])
 
 
-def test_scram_with_password_from_file(pg: AuthCluster, tmp_path: Path) -> None:
+@pytest.mark.parametrize("role", [SCRAM, SCRAM_UTF8])
+def test_scram_with_password_from_file(pg: AuthCluster, tmp_path: Path, role: str) -> None:
     secret_file = tmp_path / "upstream-password"
-    secret_file.write_text(pg.passwords[SCRAM] + "\n")  # a trailing newline, as editors leave it
+    secret_file.write_text(pg.passwords[role] + "\n", encoding="utf-8")  # a trailing newline, as editors leave
     secret_file.chmod(0o600)
-    with gateway(tmp_path / "gw", pg.connection(SCRAM, password=f"file:{secret_file}")) as gw:
-        assert login_and_check(gw, "bob", SCRAM) is False
-    assert_server_authenticated(pg, SCRAM)
-    assert_secret_absent(gw, pg.passwords[SCRAM])
+    with gateway(tmp_path / "gw", pg.connection(role, password=f"file:{secret_file}")) as gw:
+        assert login_and_check(gw, "bob", role) is False
+    assert_server_authenticated(pg, role)
+    assert_secret_absent(gw, pg.passwords[role])
 
 
 def test_md5(pg: AuthCluster, tmp_path: Path) -> None:
@@ -435,3 +440,65 @@ def test_silent_upstream_times_out_after_connect_timeout(tmp_path: Path, sslmode
             assert CONNECT_TIMEOUT - 0.25 <= failure.elapsed < CONNECT_TIMEOUT + 2, failure
             assert f"within {CONNECT_TIMEOUT:g}s" in failure.message, failure
             assert_upstream_failure(gw, "niaj", failure, sessions=1)
+
+
+# --- session end ------------------------------------------------------------------------------------------------
+
+
+def _message(kind: bytes, body: bytes) -> bytes:
+    return kind + struct.pack("!I", len(body) + 4) + body
+
+
+def _read_messages(sock: ssl.SSLSocket, until: bytes | None, deadline: float) -> list[tuple[bytes, bytes]]:
+    """Backend messages until one of kind ``until`` (None: until the peer closes or ``deadline``)."""
+    buf = b""
+    out: list[tuple[bytes, bytes]] = []
+    while time.monotonic() < deadline:
+        while len(buf) >= 5 and len(buf) >= 1 + struct.unpack("!I", buf[1:5])[0]:
+            size = struct.unpack("!I", buf[1:5])[0]
+            out.append((buf[:1], buf[5:1 + size]))
+            buf = buf[1 + size:]
+            if until is not None and out[-1][0] == until:
+                return out
+        sock.settimeout(max(0.01, deadline - time.monotonic()))
+        try:
+            chunk = sock.recv(65536)
+        except (TimeoutError, ssl.SSLError, OSError):
+            chunk = b""
+        if not chunk:
+            break
+        buf += chunk
+    assert until is None, f"no {until!r} message arrived; got {out}"
+    return out
+
+
+def test_terminate_then_upstream_close_is_a_clean_end(pg: AuthCluster, tmp_path: Path) -> None:
+    """A client that sends Terminate and then waits for the server to hang up (as the protocol allows).
+
+    The upstream, told to terminate, closes its side first. That is the normal end of the session: the
+    client must not be sent an error after its Terminate, and the session must end as "client terminated".
+    libpq closes its socket right after Terminate, which only makes this ordering a race; here it is certain.
+    """
+    with gateway(tmp_path, pg.connection(TRUST)) as gw:
+        tok = token(gw, "olivia")
+        ctx = ssl.create_default_context(cafile=str(gw.workdir / "data" / "gateway.crt"))
+        deadline = time.monotonic() + CLIENT_TIMEOUT
+        with socket.create_connection(("127.0.0.1", gw.port), timeout=CLIENT_TIMEOUT) as raw:
+            raw.sendall(struct.pack("!II", 8, 80877103))  # SSLRequest
+            assert raw.recv(1) == b"S"
+            with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as sock:
+                params = b"user\0olivia\0database\0app\0application_name\0raw-terminate\0\0"
+                sock.sendall(struct.pack("!II", 8 + len(params), 196608) + params)
+                [(kind, body)] = _read_messages(sock, b"R", deadline)
+                assert (kind, body) == (b"R", struct.pack("!I", 3))  # cleartext: the token is the password
+                sock.sendall(_message(b"p", tok.encode() + b"\0"))
+                login = _read_messages(sock, b"Z", deadline)
+                assert b"E" not in [k for k, _ in login], login
+                sock.sendall(_message(b"Q", b"SELECT current_user\0"))
+                result = _read_messages(sock, b"Z", deadline)
+                assert any(k == b"D" and TRUST.encode() in b for k, b in result), result
+                sock.sendall(_message(b"X", b""))
+                after = _read_messages(sock, None, time.monotonic() + 3)
+        [session] = ended_sessions(gw, "olivia", 1)
+    observed = {"sent after Terminate": after, "end_reason": session["end_reason"]}
+    assert observed == {"sent after Terminate": [], "end_reason": "client terminated"}
