@@ -213,3 +213,20 @@ def test_gssenc_is_declined_and_the_client_may_go_on(gw: Gateway, bystander: obj
     raw.login("gss-then-plain", gw.token("gss-then-plain"))
     raw.send(encode.query("select 1"))
     assert [k for k, _ in raw.until("Z")] == ["T", "D", "C", "Z"]
+
+
+def test_upstream_terminated_backend_reaches_the_client_once(gw: Gateway, bystander: object) -> None:
+    user = "terminated"
+    app = "wg-terminate-test"
+    raw = Raw(gw.port)
+    raw.login(user, gw.token(user), application_name=app)
+    with psycopg.connect("host=127.0.0.1 port=5432 dbname=postgres user=postgres", autocommit=True) as admin:
+        row = admin.execute("select pg_terminate_backend(pid) from pg_stat_activity where application_name = %s",
+                            (app,)).fetchone()
+        assert row == (True,)
+    err = raw.error()
+    assert err["C"] == "57P01" and err["S"] == "FATAL"  # the server's own message, relayed
+    assert raw.closed()  # and nothing after it: no second FATAL from the gateway
+    store = gw.store()
+    (session,) = flush_wait(lambda: [s for s in store.sessions(user=user) if s["ended_at"]])
+    assert session["end_reason"] == "upstream ended the session"

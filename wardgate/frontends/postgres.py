@@ -205,6 +205,7 @@ class ClientConnection(_Endpoint):
         self.rows = 0
         self.tls = False
         self.terminated = False
+        self.upstream_fatal = False
         self.closing_reason: str | None = None
         self.backend_pid = 0
         self.client_addr = ""
@@ -383,6 +384,9 @@ class ClientConnection(_Endpoint):
                 "08006",
                 f'wardgate could not log in to the upstream of connection "{session.connection_name}": {exc}',
             ) from None
+        if self.transport is None or self.transport.is_closing():
+            up.close()  # the client left while we were logging in upstream
+            return
         pid, secret = self.frontend.register_cancel(conn, key)
         self.backend_pid = pid
         up.peer = self
@@ -479,6 +483,10 @@ class ClientConnection(_Endpoint):
         except ProtocolViolation as exc:
             self._fatal("08P01", f"wardgate: protocol violation: {exc}", f"protocol violation: {exc}")
             return
+        except Exception:
+            log.exception("unexpected error relaying from client %s", self.client_addr)
+            self._fatal("XX000", "wardgate: internal error (see the gateway log)", "internal error")
+            return
         if out:
             up.write(out[0] if len(out) == 1 else b"".join(out))
 
@@ -547,57 +555,65 @@ class ClientConnection(_Endpoint):
     def from_upstream(self, data: bytes) -> None:
         assert self.upstream is not None
         try:
-            frames = self.upstream.reader.feed(data)
+            out = self._answers(self.upstream.reader.feed(data))
         except ProtocolViolation as exc:
             log.error("upstream of %s sent invalid data: %s", self._conn_name, exc)
             self._fatal("08006", f'wardgate: the upstream of connection "{self._conn_name}" sent invalid data')
             return
+        except Exception:
+            log.exception("unexpected error relaying to client %s", self.client_addr)
+            self._fatal("XX000", "wardgate: internal error (see the gateway log)", "internal error")
+            return
+        if out:
+            self.write(out[0] if len(out) == 1 else b"".join(out))
+
+    def _answers(self, frames: list[tuple[int, bytes]]) -> list[bytes]:
+        """Pair the server's answers with their statements and settle them; return the frames for the client."""
         out = []
         tracker = self.tracker
-        pipeline = self.pipeline
+        finish = self.pipeline.finish
         for kind, frame in frames:
-            if kind == m.DATA_ROW:
+            if kind == m.DATA_ROW:  # by far the most frequent: keep its path short
                 self.rows += 1
             elif kind == m.COMMAND_COMPLETE:
                 h = tracker.complete()
                 if isinstance(h, StatementRecord):
                     tag = decode.command_tag(frame)
                     rows = decode.rows_from_tag(tag)
-                    pipeline.finish(h, "ok", tag=tag, rows=self.rows if rows is None else rows)
+                    finish(h, "ok", tag=tag, rows=self.rows if rows is None else rows)
                 self.rows = 0
             elif kind == m.ERROR_RESPONSE:
                 failed, skipped = tracker.error()
                 if isinstance(failed, Refusal):
-                    out.append(failed.frame)  # the client gets the gateway's error, not the stand-in's
-                    self.rows = 0
-                    for h in skipped:
-                        if isinstance(h, StatementRecord):
-                            pipeline.finish(h, "skipped")
-                    continue
-                if isinstance(failed, StatementRecord):
+                    frame = failed.frame  # noqa: PLW2901 - the client gets the gateway's error, not the stand-in's
+                elif isinstance(failed, StatementRecord):
                     err = decode.error_fields(frame)
-                    pipeline.finish(failed, "error", sqlstate=err.code, message=err.message)
+                    finish(failed, "error", sqlstate=err.code, message=err.message)
+                elif b"SFATAL\0" in frame or b"SPANIC\0" in frame:
+                    self.upstream_fatal = True
                 for h in skipped:
                     if isinstance(h, StatementRecord):
-                        pipeline.finish(h, "skipped")
+                        finish(h, "skipped")
                 self.rows = 0
             elif kind == m.READY_FOR_QUERY:
                 for h in tracker.ready():
                     if isinstance(h, StatementRecord):
-                        pipeline.finish(h, "skipped")
+                        finish(h, "skipped")
             elif kind in _COMPLETIONS:
                 h = tracker.complete()
                 if isinstance(h, StatementRecord):
-                    status = "suspended" if kind == m.PORTAL_SUSPENDED else "ok"
-                    tag = _COMPLETIONS[kind]
-                    pipeline.finish(h, status, tag=tag, rows=self.rows)
+                    finish(h, "suspended" if kind == m.PORTAL_SUSPENDED else "ok", tag=_COMPLETIONS[kind],
+                           rows=self.rows)
                 self.rows = 0
             out.append(frame)
-        if out:
-            self.write(out[0] if len(out) == 1 else b"".join(out))
+        return out
 
     def upstream_lost(self) -> None:
         if self.transport is None or self.transport.is_closing():
+            return
+        if self.terminated or self.upstream_fatal:  # the client said goodbye, or already has the server's FATAL
+            self._end("client terminated" if self.terminated else "upstream ended the session")
+            self.close()
             return
         self._fatal(
             "08006",
