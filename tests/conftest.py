@@ -101,11 +101,15 @@ class Gateway:
     workdir: Path
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path = field(default_factory=Path)
+    env: dict[str, str] = field(default_factory=dict)
     _tokens: TokenService | None = None
 
     def token(self, user: str, groups: str = "eng", ttl: float = 3600) -> str:
         if self._tokens is None:
-            cfg = load_config(self.config_path)
+            from unittest import mock
+
+            with mock.patch.dict(os.environ, self.env):  # the config may reference secrets given to the gateway
+                cfg = load_config(self.config_path)
             store = Store(self.store_url)
             self._tokens = TokenService(store, load_or_create(store, cfg.identity.tokens.key_file))
         return self._tokens.create(user, groups.split(","), ttl, "tests").token
@@ -170,7 +174,7 @@ def run_gateway(tmp: Path, upstream: UpstreamDB | None, *, store_url: str | None
     store_url = store_url or f"sqlite:///{tmp / 'wardgate.db'}"
     cfg_path = tmp / "wardgate.yaml"
     write_config(cfg_path, upstream, store_url=store_url, port=port, extra=extra, connection=connection)
-    gw = Gateway(cfg_path, port, store_url, tmp, log_path=tmp / "gateway.log")
+    gw = Gateway(cfg_path, port, store_url, tmp, log_path=tmp / "gateway.log", env=dict(env or {}))
     with open(gw.log_path, "wb") as log:
         proc = subprocess.Popen([*WARDGATE, "serve", "-c", str(cfg_path), "--log-level", "debug"], cwd=tmp,
                                 stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
