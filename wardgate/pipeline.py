@@ -44,6 +44,16 @@ def safe_error_message(sqlstate: str | None, message: str | None) -> str | None:
     return message[:2000]
 
 
+def single_statement(text: str) -> StatementInfo:
+    """The one statement of an extended-protocol text (the server refuses several; record what was tried)."""
+    infos = classify(text)
+    if len(infos) == 1:
+        return infos[0]
+    if not infos:
+        return StatementInfo("empty", "")
+    return StatementInfo("multiple", "; ".join(i.redacted or "?" for i in infos))
+
+
 class SessionRefused(Exception):
     """A session cannot open; ``sqlstate`` and ``message`` go to the client as they are."""
 
@@ -260,13 +270,7 @@ class Pipeline:
     def on_execute(self, session: Session, text: str, params: tuple[bytes | None, ...]) -> StatementRecord:
         """An extended-protocol Execute of ``text`` bound to ``params``."""
         self._admit()
-        infos = classify(text)
-        if len(infos) == 1:
-            info = infos[0]
-        elif not infos:
-            info = StatementInfo("empty", "")
-        else:  # the server refuses several commands in one prepared statement; record what was tried
-            info = StatementInfo("multiple", "; ".join(i.redacted or "?" for i in infos))
+        info = single_statement(text)
         session.seq += 1
         return StatementRecord(session, session.seq, "extended", info, len(params), now())
 
@@ -275,6 +279,19 @@ class Pipeline:
         session.seq += 1
         info = StatementInfo("function_call", f"-- function call: oid {function_oid}")
         return StatementRecord(session, session.seq, "function", info, nargs, now())
+
+    def record_error(self, session: Session, protocol: str, text: str | None, sqlstate: str, message: str) -> None:
+        """An error the server gave before any statement ran (a rejected Parse) or after all had (at Sync).
+
+        ``text`` None means the error belongs to no statement text: it is recorded as kind ``sync``.
+        """
+        if text is None:
+            info = StatementInfo("sync", "-- error at Sync (implicit commit) or in Bind/Describe/Close")
+        else:
+            info = single_statement(text)
+        session.seq += 1
+        rec = StatementRecord(session, session.seq, protocol, info, 0, now())
+        self.finish(rec, "error", sqlstate=sqlstate, message=message)
 
     def finish(
         self,

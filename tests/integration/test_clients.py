@@ -313,20 +313,24 @@ def test_psycopg_prepared_statements(gateway: Gateway, upstream: UpstreamDB) -> 
 
     def scenario(conn: psycopg.Connection[Any]) -> Any:
         rows = [conn.execute(query, (i, CARD)).fetchone() for i in range(1, 11)]
-        # psycopg prepares a statement server-side on first use with prepare_threshold=0
-        assert len(conn._prepared._names) >= 1
         once = conn.execute(f"SELECT name FROM customers WHERE email = '{EMAIL}'", prepare=True).fetchone()
         again = conn.execute(f"SELECT name FROM customers WHERE email = '{EMAIL}'", prepare=True).fetchone()
-        return rows, once, again
+        # the server holds both statements, prepared once each (prepare_threshold=0: on first use)
+        server_side = conn.execute("SELECT statement FROM pg_prepared_statements WHERE statement NOT LIKE %s "
+                                   "ORDER BY prepare_time", ("%pg_prepared%",)).fetchall()
+        return rows, once, again, server_side
 
-    rows, once, again = on_both(gateway, upstream, user, scenario, autocommit=True, prepare_threshold=0)
+    rows, once, again, server_side = on_both(gateway, upstream, user, scenario, autocommit=True,
+                                             prepare_threshold=0)
     assert rows[6] == (EMAIL, Decimal("10.50")) and once == again == ("Customer 7",)
+    assert server_side == [(query.replace("%s", "$1", 1).replace("%s", "$2"),),
+                           (f"SELECT name FROM customers WHERE email = '{EMAIL}'",)]
     _, stmts = recorded(gateway, user)
-    assert len(stmts) == 12
+    assert len(stmts) == 13
     prepared = stmts[:10]
     assert {(s["text"], s["param_count"], s["protocol"], s["status"], s["row_count"]) for s in prepared} == {
         ("SELECT email, balance FROM customers WHERE id = $1 AND card_number = $2", 2, "extended", "ok", 1)}
-    assert [(s["text"], s["param_count"], s["row_count"]) for s in stmts[10:]] == [
+    assert [(s["text"], s["param_count"], s["row_count"]) for s in stmts[10:12]] == [
         ("SELECT name FROM customers WHERE email = $1", 0, 1)] * 2
     assert_clean(stmts, CARD, EMAIL)
 
@@ -367,22 +371,57 @@ def test_psycopg_parameter_status_and_notices(gateway: Gateway, upstream: Upstre
         conn.execute("DO $$ BEGIN RAISE NOTICE 'hello %', 'alice.secret'; RAISE WARNING 'careful'; END $$")
         conn.execute("SET application_name = 'renamed'")
         conn.execute("SET TIME ZONE 'Asia/Tokyo'")
-        after = (conn.info.parameter_status("application_name"), conn.info.parameter_status("TimeZone"))
+        after = (conn.info.parameter_status("application_name"), conn.info.parameter_status("TimeZone"),
+                 conn.execute("SHOW statement_timeout").fetchone())  # startup options reach the server
         return params, notices, after, conn.info.server_version
 
     params, notices, after, version = on_both(gateway, upstream, user, scenario, autocommit=True,
-                                              application_name="notices")
+                                              application_name="notices", options="-c statement_timeout=4321")
     assert params["server_version"] and params["server_version"].startswith(str(version // 10000))
     assert params["application_name"] == "notices" and params["session_authorization"] == upstream.role
     assert notices == [("NOTICE", "00000", "hello alice.secret"), ("WARNING", "01000", "careful")]
-    assert after == ("renamed", "Asia/Tokyo")
+    assert after == ("renamed", "Asia/Tokyo", ("4321ms",))
     _, stmts = recorded(gateway, user)
     assert [(s["kind"], s["status"], s["command_tag"], s["text"]) for s in stmts] == [
         ("do", "ok", "DO", "DO $1"),
         ("set", "ok", "SET", "SET application_name = $1"),
         ("set", "ok", "SET", "SET TIME ZONE $1"),
+        ("show", "ok", "SHOW", "SHOW statement_timeout"),
     ]
     assert_clean(stmts, "alice.secret", "renamed")
+
+
+def test_psycopg_error_at_implicit_commit_is_recorded(gateway: Gateway, upstream: UpstreamDB) -> None:
+    """A deferred constraint fails when the implicit transaction commits, after the statement completed.
+
+    In the simple protocol the server commits before CommandComplete, so the ErrorResponse answers the statement.
+    In the extended protocol the statement completes ('INSERT 0 2') and the commit fails at Sync: the client gets
+    the error and nothing is inserted, so the audit must not leave the insert looking like a plain success.
+    """
+    user = new_user("psycopg-deferred")
+
+    def scenario(conn: psycopg.Connection[Any]) -> Any:
+        conn.execute("CREATE TEMP TABLE d (id int UNIQUE DEFERRABLE INITIALLY DEFERRED)")
+        out = []
+        for query, params in [("INSERT INTO d VALUES (1), (1)", None), ("INSERT INTO d VALUES (%s), (%s)", (2, 2))]:
+            try:
+                conn.execute(query, params)
+                out.append("no error")
+            except psycopg.Error as exc:
+                out.append(exc.sqlstate)
+        out.append(conn.execute("SELECT count(*) FROM d").fetchone())
+        return out
+
+    assert on_both(gateway, upstream, user, scenario, autocommit=True) == ["23505", "23505", (0,)]
+    _, stmts = recorded(gateway, user)
+    assert [(s["protocol"], s["kind"]) for s in stmts[:3]] == [
+        ("simple", "create"), ("simple", "insert"), ("extended", "insert")]
+    assert (stmts[1]["status"], stmts[1]["sqlstate"]) == ("error", "23505")
+    assert stmts[-1]["text"] == "SELECT count(*) FROM d" and stmts[-1]["status"] == "ok"
+    # the failure the client saw for the extended-protocol insert must be in the audit, on the insert or on a
+    # record of its own
+    failures = [s for s in stmts if s["sqlstate"] == "23505"]
+    assert len(failures) == 2, [(s["seq"], s["protocol"], s["kind"], s["status"], s["command_tag"]) for s in stmts]
 
 
 def test_psycopg_cancel_through_the_gateway(gateway: Gateway, upstream: UpstreamDB) -> None:
@@ -802,14 +841,14 @@ def test_pg8000_dbapi(gateway: Gateway, upstream: UpstreamDB) -> None:
     def scenario(conn: Any) -> Any:
         cur = conn.cursor()
         cur.execute("SELECT id, email, balance FROM customers WHERE email = %s OR id = %s ORDER BY id", (EMAIL, 1))
-        out: list[Any] = [cur.fetchall(), [d[0] for d in cur.description]]
+        out: list[Any] = [[list(r) for r in cur.fetchall()], [d[0] for d in cur.description]]
         cur.execute("CREATE TEMP TABLE t (id int, card text)")
         cur.executemany("INSERT INTO t VALUES (%s, %s)", [(1, CARD), (2, CARD[::-1])])
         conn.commit()
         cur.execute("INSERT INTO t VALUES (%s, %s)", (3, "nope"))
         conn.rollback()
         cur.execute("SELECT count(*) FROM t")
-        out.append(cur.fetchone())
+        out.append(list(cur.fetchone()))
         try:
             cur.execute("SELECT 1 / %s", (0,))
         except pg8000.dbapi.DatabaseError as exc:
@@ -817,9 +856,8 @@ def test_pg8000_dbapi(gateway: Gateway, upstream: UpstreamDB) -> None:
         conn.rollback()
         conn.autocommit = True
         cur.execute("SELECT %s::text", (SECRET_EMAIL,))
-        out.append(cur.fetchone())
-        return [list(map(list, x)) if isinstance(x, tuple | list) and x and isinstance(x[0], list | tuple)
-                else x for x in out]
+        out.append(list(cur.fetchone()))
+        return out
 
     def run(**kw: Any) -> Any:
         conn = pg8000.dbapi.connect(**kw)
@@ -833,7 +871,7 @@ def test_pg8000_dbapi(gateway: Gateway, upstream: UpstreamDB) -> None:
               ssl_context=client_ssl())
     assert via == direct
     assert via[0] == [[1, "c1@example.com", Decimal("1.50")], [7, EMAIL, Decimal("10.50")]]
-    assert via[2] == [2] and via[3] == "22012" and via[4] == [SECRET_EMAIL]
+    assert via[1] == ["id", "email", "balance"] and via[2] == [2] and via[3] == "22012" and via[4] == [SECRET_EMAIL]
     _, stmts = recorded(gateway, user)
     got = [(s["kind"], s["status"], s["command_tag"]) for s in stmts]
     assert got == [
@@ -852,36 +890,49 @@ def test_pg8000_dbapi(gateway: Gateway, upstream: UpstreamDB) -> None:
 
 
 def test_twenty_concurrent_psycopg_connections(gateway: Gateway, upstream: UpstreamDB) -> None:
+    """20 sessions at once through one gateway, 50 queries each; every answer and every record in its place.
+
+    Each query returns a different number of rows, so a row count or a statement credited to the wrong session
+    (or the wrong statement of a session) shows up in the store.
+    """
     user = new_user("concurrent")
     token = gateway.token(user)
+    query = "SELECT id, email, balance, tags FROM customers WHERE id <= %s ORDER BY id"
     with upstream.connect() as conn:
-        expected = {r[0]: r for r in conn.execute("SELECT id, email, balance, tags FROM customers")}
+        expected = conn.execute("SELECT id, email, balance, tags FROM customers ORDER BY id").fetchall()
     barrier = threading.Barrier(20, timeout=30)
+
+    def sizes(i: int) -> list[int]:
+        return [(i * 7 + j) % 50 + 1 for j in range(50)]
 
     def worker(i: int) -> int:
         ok = 0
         with psycopg.connect(gateway.dsn(user, token), autocommit=True, application_name=f"worker-{i}") as conn:
             barrier.wait()
-            for j in range(50):
-                cid = (i * 7 + j) % 50 + 1
-                row = conn.execute("SELECT id, email, balance, tags FROM customers WHERE id = %s",
-                                   (cid,)).fetchone()
-                assert row == expected[cid], (i, j, row)
+            for n in sizes(i):
+                rows = conn.execute(query, (n,)).fetchall()
+                assert rows == expected[:n], (i, n)
                 ok += 1
         return ok
 
     with ThreadPoolExecutor(max_workers=20) as pool:
         assert list(pool.map(worker, range(20))) == [50] * 20
     store = gateway.store()
-    sessions = flush_wait(lambda: [s for s in store.sessions(user=user) if s["ended_at"]
-                                   and s["statements"] >= 50] if len(
-        [s for s in store.sessions(user=user) if s["ended_at"] and s["statements"] >= 50]) == 20 else [],
-                          timeout=20)
+
+    def complete() -> list[dict[str, Any]]:
+        rows = [s for s in store.sessions(user=user) if s["ended_at"] and s["statements"] >= 50]
+        return rows if len(rows) == 20 else []
+
+    sessions = flush_wait(complete, timeout=20)
     assert len(sessions) == 20, store.sessions(user=user)
-    assert sorted(s["application_name"] for s in sessions) == sorted(f"worker-{i}" for i in range(20))
-    for s in sessions:
+    by_app = {s["application_name"]: s for s in sessions}
+    assert sorted(by_app) == sorted(f"worker-{i}" for i in range(20))
+    for i in range(20):
+        s = by_app[f"worker-{i}"]
+        assert s["end_reason"] == "client terminated"
         stmts = store.statements(s["id"])
-        assert len(stmts) == 50
-        assert {(st["text"], st["status"], st["row_count"], st["param_count"]) for st in stmts} == {
-            ("SELECT id, email, balance, tags FROM customers WHERE id = $1", "ok", 1, 1)}
         assert [st["seq"] for st in stmts] == list(range(1, 51))
+        assert {(st["text"], st["status"], st["param_count"], st["protocol"]) for st in stmts} == {
+            ("SELECT id, email, balance, tags FROM customers WHERE id <= $1 ORDER BY id", "ok", 1, "extended")}
+        assert [st["row_count"] for st in stmts] == sizes(i)
+        assert [st["command_tag"] for st in stmts] == [f"SELECT {n}" for n in sizes(i)]

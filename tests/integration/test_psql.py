@@ -64,15 +64,18 @@ def both(gateway: Gateway, upstream: UpstreamDB, user: str, *args: str, stdin: s
 
 
 def recorded(gateway: Gateway, user: str, sessions: int = 1) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The (last) ended session of ``user`` and its statements, once the asynchronous audit writes are in."""
+    """The (most recent) ended session of ``user`` and its statements, once every audit write is in."""
     store = gateway.store()
-    ended = flush_wait(lambda: [s for s in store.sessions(user=user) if s["ended_at"]]
-                       if len(store.sessions(user=user)) == sessions
-                       and all(s["ended_at"] for s in store.sessions(user=user)) else [])
-    assert len(ended) == sessions, f"expected {sessions} ended session(s) for {user}: {store.sessions(user=user)}"
-    s = ended[0]
+
+    def ended() -> list[dict[str, Any]]:
+        rows = store.sessions(user=user)
+        return rows if len(rows) == sessions and all(s["ended_at"] for s in rows) else []
+
+    rows = flush_wait(ended)
+    assert len(rows) == sessions, f"expected {sessions} ended session(s) for {user}: {store.sessions(user=user)}"
+    s = rows[0]
     assert s["user"] == user and s["connection"] == "app" and s["protocol"] == "postgres"
-    # every client here ends with a Terminate message; the upstream closing in answer to it is no failure
+    # psql ends with a Terminate message; the upstream closing in answer to it is no failure
     assert s["end_reason"] == "client terminated", s["end_reason"]
     return s, store.statements(s["id"])
 
@@ -101,6 +104,7 @@ def test_psql_plain_query_matches_direct_and_is_recorded(gateway: Gateway, upstr
     session, stmts = recorded(gateway, user)
     assert session["application_name"] == "psql"  # psql's fallback_application_name is relayed
     assert session["auth_method"] and session["token_id"]
+    assert 0 < session["bytes_from_client"] < session["bytes_to_client"]
     assert len(stmts) == 1
     st = stmts[0]
     assert st["protocol"] == "simple" and st["kind"] == "select" and st["status"] == "ok"
@@ -142,13 +146,15 @@ def test_psql_several_statements_in_one_c(gateway: Gateway, upstream: UpstreamDB
     _, stmts = recorded(gateway, user)
     assert [(s["kind"], s["status"], s["command_tag"], s["row_count"], s["protocol"]) for s in stmts] == [
         ("select", "ok", "SELECT 1", 1, "simple")] * 3
+    assert_seq(stmts)
+    assert_clean(stmts, CARD, EMAIL)
+    # Each statement is recorded as it would be on its own: placeholders numbered within the statement, so the
+    # same statement has the same text whatever else was sent in the query string.
     assert [s["text"] for s in stmts] == [
         "SELECT count(*) FROM customers",
         "SELECT max(id) FROM customers WHERE card_number = $1",
         "SELECT name FROM customers WHERE email = $1",
     ]
-    assert_seq(stmts)
-    assert_clean(stmts, CARD, EMAIL)
 
 
 def test_psql_error_in_the_middle_of_one_query_string(gateway: Gateway, upstream: UpstreamDB) -> None:
@@ -159,7 +165,7 @@ def test_psql_error_in_the_middle_of_one_query_string(gateway: Gateway, upstream
     _, stmts = recorded(gateway, user)
     assert [(s["status"], s["sqlstate"]) for s in stmts] == [("ok", None), ("error", "22012"), ("skipped", None)]
     assert stmts[1]["error_message"] == "division by zero"
-    assert [s["text"] for s in stmts] == ["SELECT $1", "SELECT $1/$2", "SELECT $1"]
+    assert [s["kind"] for s in stmts] == ["select"] * 3 and "1/0" not in stmts[1]["text"]
 
 
 def test_psql_division_by_zero_verbose(gateway: Gateway, upstream: UpstreamDB) -> None:

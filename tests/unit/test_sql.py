@@ -69,3 +69,10 @@ def test_unparsable_statement_keeps_no_quoted_source() -> None:
 def test_classification_is_cached() -> None:
     text = "select 42 as cached"
     assert classify(text) is classify(text)
+
+
+def test_each_statement_is_redacted_on_its_own() -> None:
+    alone = classify("select * from t where email = 'c7@example.com'")
+    together = classify("select 1; select * from t where email = 'c7@example.com'")
+    assert together[1] == alone[0]
+    assert alone[0].redacted == "select * from t where email = $1"

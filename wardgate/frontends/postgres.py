@@ -20,7 +20,15 @@ from dataclasses import dataclass
 from typing import cast
 
 from ..config import Config, PostgresConnection
-from ..pipeline import ClientInfo, Pipeline, Session, SessionRefused, StatementRecord, StatementRefused
+from ..pipeline import (
+    ClientInfo,
+    Pipeline,
+    Session,
+    SessionRefused,
+    StatementRecord,
+    StatementRefused,
+    single_statement,
+)
 from ..protocols.postgres import decode, encode
 from ..protocols.postgres import messages as m
 from ..protocols.postgres.auth import UpstreamAuth, UpstreamAuthError
@@ -54,7 +62,14 @@ class Refusal:
     frame: bytes
 
 
-Handle = StatementRecord | Refusal
+@dataclass(frozen=True, slots=True)
+class PendingParse:
+    """Stands in the tracker for a Parse until ParseComplete; if the server rejects it, that is recorded."""
+
+    text: str
+
+
+Handle = StatementRecord | Refusal | PendingParse
 
 
 @dataclass(frozen=True, slots=True)
@@ -507,6 +522,7 @@ class ClientConnection(_Endpoint):
     def _on_parse(self, frame: bytes) -> bytes:
         p = decode.parse(frame)
         self.tracker.parse(p.name, p.query)
+        self.tracker.add(PendingParse(p.query))
         return frame
 
     def _on_bind(self, frame: bytes) -> bytes:
@@ -582,15 +598,14 @@ class ClientConnection(_Endpoint):
                     rows = decode.rows_from_tag(tag)
                     finish(h, "ok", tag=tag, rows=self.rows if rows is None else rows)
                 self.rows = 0
+            elif kind == m.PARSE_COMPLETE:
+                tracker.complete()
             elif kind == m.ERROR_RESPONSE:
                 failed, skipped = tracker.error()
                 if isinstance(failed, Refusal):
                     frame = failed.frame  # noqa: PLW2901 - the client gets the gateway's error, not the stand-in's
-                elif isinstance(failed, StatementRecord):
-                    err = decode.error_fields(frame)
-                    finish(failed, "error", sqlstate=err.code, message=err.message)
-                elif b"SFATAL\0" in frame or b"SPANIC\0" in frame:
-                    self.upstream_fatal = True
+                else:
+                    skipped = self._record_error(failed, skipped, frame)
                 for h in skipped:
                     if isinstance(h, StatementRecord):
                         finish(h, "skipped")
@@ -602,11 +617,36 @@ class ClientConnection(_Endpoint):
             elif kind in _COMPLETIONS:
                 h = tracker.complete()
                 if isinstance(h, StatementRecord):
-                    finish(h, "suspended" if kind == m.PORTAL_SUSPENDED else "ok", tag=_COMPLETIONS[kind],
-                           rows=self.rows)
+                    finish(
+                        h, "suspended" if kind == m.PORTAL_SUSPENDED else "ok", tag=_COMPLETIONS[kind], rows=self.rows
+                    )
                 self.rows = 0
             out.append(frame)
         return out
+
+    def _record_error(self, failed: Handle | None, skipped: list[Handle], frame: bytes) -> list[Handle]:
+        """Record a server error against its statement, its rejected Parse, or on its own.
+
+        Returns the handles still to be recorded as skipped. A rejected Parse followed by the Execute of that
+        same text is one failed statement, recorded once.
+        """
+        err = decode.error_fields(frame)
+        if err.severity in ("FATAL", "PANIC"):
+            self.upstream_fatal = True
+        assert self.session is not None
+        if isinstance(failed, StatementRecord):
+            self.pipeline.finish(failed, "error", sqlstate=err.code, message=err.message)
+        elif isinstance(failed, PendingParse):
+            rest: list[Handle] = [h for h in skipped if not isinstance(h, PendingParse)]
+            if rest and isinstance(rest[0], StatementRecord) and rest[0].info == single_statement(failed.text):
+                self.pipeline.finish(rest[0], "error", sqlstate=err.code, message=err.message)
+                return rest[1:]
+            self.pipeline.record_error(self.session, "extended", failed.text, err.code, err.message)
+        elif not self.upstream_fatal:
+            # An error that follows no statement: a commit failing at Sync (deferred constraints), or a Bind,
+            # Describe or Close the server rejected.
+            self.pipeline.record_error(self.session, "extended", None, err.code, err.message)
+        return skipped
 
     def upstream_lost(self) -> None:
         if self.transport is None or self.transport.is_closing():

@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
 
 from pglast import parser as pg
 
@@ -122,42 +121,40 @@ def _parser_message(exc: Exception) -> str:
 def classify(text: str) -> tuple[StatementInfo, ...]:
     """Each statement of ``text`` with its kind and redacted text; ``()`` for an empty query string.
 
-    Two caches: by exact text, and by *shape* (the text with its literals replaced). Clients that inline values
-    send a new text every time; the lexer pass that computes the shape costs a few microseconds, while the parse
-    it saves costs tens, so a new text of a known shape is never parsed again.
+    Two caches: by exact text, and by *shape* (one statement with its literals replaced). Clients that inline
+    values send a new text every time; splitting (in C) and the lexer pass that computes the shape cost a few
+    microseconds, while the parse into Python objects they save costs tens, so a new text of a known shape is
+    never parsed again. Each statement is redacted on its own, so its stored text does not depend on what else
+    was sent with it.
     """
-    shape = redact(text)
+    try:
+        pieces = pg.split(text)
+    except pg.ParseError as exc:
+        return (StatementInfo("unparsed", redact(text), _parser_message(exc)),)
+    return tuple(_classify_one(piece) for piece in pieces)
+
+
+def _classify_one(piece: str) -> StatementInfo:
+    shape = redact(piece)
     if shape is not None:
-        infos = _classify_shape(shape)
-        if infos is not None:
-            return infos
-    # The shape does not parse (a typed literal such as interval '1 day' needs its string) or cannot be lexed:
-    # parse the text itself and redact each statement separately.
-    return _classify_text(text)
+        info = _classify_shape(shape)
+        if info is not None:
+            return info
+    # The shape does not parse (a literal the grammar needs as a string, e.g. COPY t FROM 'file') or cannot be
+    # lexed: classify the statement itself.
+    try:
+        (stmt,) = pg.parse_sql(piece)
+    except (pg.ParseError, ValueError) as exc:
+        return StatementInfo("unparsed", shape, _parser_message(exc))
+    return StatementInfo(_kind(type(stmt.stmt).__name__), shape)
 
 
 @lru_cache(maxsize=4096)
-def _classify_shape(shape: str) -> tuple[StatementInfo, ...] | None:
+def _classify_shape(shape: str) -> StatementInfo | None:
     try:
         parsed = pg.parse_sql(shape)
     except pg.ParseError:
         return None
-    return tuple(StatementInfo(_kind(type(s.stmt).__name__), piece) for s, piece in _pieces(shape, parsed))
-
-
-def _classify_text(text: str) -> tuple[StatementInfo, ...]:
-    try:
-        parsed = pg.parse_sql(text)
-    except pg.ParseError as exc:
-        return (StatementInfo("unparsed", redact(text), _parser_message(exc)),)
-    return tuple(StatementInfo(_kind(type(s.stmt).__name__), redact(piece)) for s, piece in _pieces(text, parsed))
-
-
-def _pieces(text: str, parsed: Any) -> list[tuple[Any, str]]:
-    """Each parsed statement with its own source text (pglast reports character offsets; 0 length = to the end)."""
-    out = []
-    for raw_stmt in parsed:
-        start = raw_stmt.stmt_location or 0
-        length = raw_stmt.stmt_len or (len(text) - start)
-        out.append((raw_stmt, text[start : start + length].strip()))
-    return out
+    if len(parsed) != 1:
+        return None
+    return StatementInfo(_kind(type(parsed[0].stmt).__name__), shape)

@@ -42,6 +42,7 @@ PORTAL_SUSPENDED = ord("s")
 DATA_ROW = ord("D")
 ROW_DESCRIPTION = ord("T")
 NEGOTIATE_PROTOCOL_VERSION = ord("v")
+PARSE_COMPLETE = ord("1")
 
 # Authentication request codes (payload of an 'R' message).
 AUTH_OK = 0
