@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 DEMO    = examples/demo.yaml
 
-.PHONY: demo test lint unit integration clean
+.PHONY: demo test lint unit integration clean system-deps
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,10 +21,13 @@ demo: $(BIN)/.installed
 	exec $(BIN)/wardgate serve -c $(DEMO)
 
 ## Set up and run every check: lint, types, unit and integration tests against the real servers.
-test: $(BIN)/.installed
+test: $(BIN)/.installed system-deps
 	$(BIN)/ruff check wardgate tests bench
 	$(BIN)/mypy
 	$(BIN)/pytest
+
+system-deps:
+	scripts/system-deps.sh
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check wardgate tests bench
