@@ -1,0 +1,249 @@
+"""Benchmark: direct PostgreSQL vs wardgate vs pgbouncer, interleaved in one run, medians and ratios.
+
+    .venv/bin/python bench/run.py [--seconds 8] [--reps 3] [--scale 10] [--quick]
+
+Everything runs on this machine: the local PostgreSQL (127.0.0.1:5432, trust), a wardgate process (SQLite store,
+classification and audit on, plaintext listener so that all three paths skip TLS alike) and pgbouncer (session
+mode). Each repetition runs every workload against every target in a shuffled order, so drift in the machine
+affects all targets alike. Reported: median TPS, ratio to direct, median latency, latency added over direct, and
+CPU microseconds per transaction spent in the middle process (gateway or pgbouncer).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import secrets
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+ROOT = Path(__file__).resolve().parent.parent
+PG = {"host": "127.0.0.1", "port": 5432}
+ADMIN = "host=127.0.0.1 port=5432 dbname=postgres user=postgres"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
+class Workload:
+    name: str
+    args: tuple[str, ...]
+    clients: int
+    script: str | None = None
+
+
+WORKLOADS = [
+    Workload("select-only, 1 client", ("-S", "-M", "extended"), 1),
+    Workload("select-only, 16 clients", ("-S", "-M", "extended"), 16),
+    Workload("TPC-B, 1 client", ("-M", "extended"), 1),
+    Workload("TPC-B, 16 clients", ("-M", "extended"), 16),
+    Workload("1000-row result, 4 clients", ("-M", "extended"), 4,
+             "SELECT aid, bid, abalance, filler FROM pgbench_accounts WHERE aid BETWEEN 1 AND 1000;\n"),
+]
+
+
+@dataclass
+class Target:
+    name: str
+    port: int
+    user: str
+    dbname: str
+    password: str | None
+    pid: int | None  # the middle process whose CPU is measured
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"nothing listens on {port} after {timeout}s")
+
+
+def cpu_seconds(pid: int | None) -> float:
+    if pid is None:
+        return 0.0
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def run_pgbench(t: Target, w: Workload, seconds: int, workdir: Path) -> dict[str, float]:
+    args = ["pgbench", "-h", "127.0.0.1", "-p", str(t.port), "-U", t.user, "-n", "-T", str(seconds),
+            "-c", str(w.clients), "-j", str(min(w.clients, 2)), *w.args]
+    if w.script:
+        script = workdir / "bench.sql"
+        script.write_text(w.script)
+        args += ["-f", str(script)]
+    args.append(t.dbname)
+    env = {**os.environ, "PGSSLMODE": "disable"}
+    if t.password:
+        env["PGPASSWORD"] = t.password
+    cpu0 = cpu_seconds(t.pid)
+    res = subprocess.run(args, capture_output=True, text=True, env=env, timeout=seconds + 60)
+    cpu1 = cpu_seconds(t.pid)
+    if res.returncode != 0:
+        raise SystemExit(f"pgbench against {t.name} failed:\n{res.stderr}\n{res.stdout}")
+    tps = float(re.search(r"tps = ([\d.]+)", res.stdout).group(1))  # type: ignore[union-attr]
+    lat = float(re.search(r"latency average = ([\d.]+) ms", res.stdout).group(1))  # type: ignore[union-attr]
+    tx = int(re.search(r"number of transactions actually processed: (\d+)", res.stdout).group(1))  # type: ignore[union-attr]
+    return {"tps": tps, "latency_ms": lat, "cpu_us_per_tx": (cpu1 - cpu0) / tx * 1e6 if t.pid else 0.0}
+
+
+def setup_database(scale: int) -> tuple[str, str]:
+    db, role = f"wg_bench_{secrets.token_hex(3)}", f"wg_bench_{secrets.token_hex(3)}"
+    with psycopg.connect(ADMIN, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
+        admin.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(db), sql.Identifier(role)))
+    subprocess.run(["pgbench", "-i", "-q", "-s", str(scale), "-h", "127.0.0.1", "-U", role, db], check=True,
+                   capture_output=True)
+    return db, role
+
+
+def drop_database(db: str, role: str) -> None:
+    with psycopg.connect(ADMIN, autocommit=True) as admin:
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db)))
+        admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+
+
+def start_wardgate(work: Path, db: str, role: str) -> tuple[subprocess.Popen[bytes], Target]:
+    port = free_port()
+    cfg = work / "wardgate.yaml"
+    cfg.write_text(json.dumps({
+        "store": f"sqlite:///{work / 'wardgate.db'}",
+        "data_dir": str(work / "data"),
+        "listen": {"postgres": f"127.0.0.1:{port}", "allow_plaintext": True},
+        "connections": {"bench": {"upstream": f"postgresql://{role}@127.0.0.1:5432/{db}"}},
+    }))
+    wardgate = [sys.executable, "-m", "wardgate.cli"]
+    log = open(work / "wardgate.log", "wb")  # noqa: SIM115 - lives as long as the process
+    proc = subprocess.Popen([*wardgate, "serve", "-c", str(cfg), "--log-level", "warning"], stdout=log,
+                            stderr=subprocess.STDOUT)
+    wait_port(port)
+    token = subprocess.run([*wardgate, "token", "create", "-c", str(cfg), "--user", "bench", "--ttl", "2h"],
+                           check=True, capture_output=True, text=True).stdout.strip()
+    return proc, Target("wardgate", port, "bench", "bench", token, proc.pid)
+
+
+def start_pgbouncer(work: Path, db: str, role: str) -> tuple[subprocess.Popen[bytes], Target]:
+    binary = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+    port = free_port()
+    (work / "userlist.txt").write_text(f'"{role}" ""\n')
+    ini = work / "pgbouncer.ini"
+    ini.write_text(f"""[databases]
+{db} = host=127.0.0.1 port=5432 dbname={db}
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = {port}
+unix_socket_dir =
+auth_type = trust
+auth_file = {work / 'userlist.txt'}
+pool_mode = session
+max_client_conn = 200
+default_pool_size = 40
+logfile = {work / 'pgbouncer.log'}
+""")
+    user_args: list[str] = []
+    if os.geteuid() == 0:  # pgbouncer refuses to run as root
+        work.parent.chmod(0o755)
+        shutil.chown(work, "postgres")
+        for f in work.iterdir():
+            shutil.chown(f, "postgres")
+        user_args = ["-u", "postgres"]
+    proc = subprocess.Popen([binary, *user_args, str(ini)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_port(port)
+    return proc, Target("pgbouncer", port, role, db, None, proc.pid)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seconds", type=int, default=8, help="duration of each pgbench run")
+    ap.add_argument("--reps", type=int, default=3, help="repetitions of the whole interleaved matrix")
+    ap.add_argument("--scale", type=int, default=10, help="pgbench scale factor")
+    ap.add_argument("--quick", action="store_true", help="2 s runs, 1 repetition (a smoke test of the harness)")
+    ap.add_argument("--json", type=Path, help="also write the raw results here")
+    args = ap.parse_args()
+    if args.quick:
+        args.seconds, args.reps = 2, 1
+    work = Path(tempfile.mkdtemp(prefix="wardgate-bench-"))
+    db, role = setup_database(args.scale)
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        (work / "wardgate").mkdir()
+        gw_proc, gw = start_wardgate(work / "wardgate", db, role)
+        procs.append(gw_proc)
+        pgb_dir = work / "pgbouncer"
+        pgb_dir.mkdir()
+        pb_proc, pb = start_pgbouncer(pgb_dir, db, role)
+        procs.append(pb_proc)
+        targets = [Target("direct", 5432, role, db, None, None), pb, gw]
+        results: dict[tuple[str, str], list[dict[str, float]]] = {}
+        rnd = random.Random(1)
+        for rep in range(args.reps):
+            for w in WORKLOADS:
+                order = targets[:]
+                rnd.shuffle(order)
+                for t in order:
+                    results.setdefault((w.name, t.name), []).append(run_pgbench(t, w, args.seconds, work))
+            print(f"repetition {rep + 1}/{args.reps} done", file=sys.stderr)
+        report(results, args)
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        drop_database(db, role)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def report(results: dict[tuple[str, str], list[dict[str, float]]], args: argparse.Namespace) -> None:
+    def med(w: str, t: str, k: str) -> float:
+        return statistics.median(r[k] for r in results[(w, t)])
+
+    print(f"\n{args.reps} repetitions x {args.seconds} s per run, pgbench scale {args.scale}, medians\n")
+    head = ("workload", "target", "TPS", "x direct", "latency ms", "added us", "CPU us/tx", "wardgate/pgbouncer")
+    rows = []
+    for w in WORKLOADS:
+        direct_tps = med(w.name, "direct", "tps")
+        direct_lat = med(w.name, "direct", "latency_ms")
+        for t in ("direct", "pgbouncer", "wardgate"):
+            tps = med(w.name, t, "tps")
+            lat = med(w.name, t, "latency_ms")
+            vs_pgb = f"{tps / med(w.name, 'pgbouncer', 'tps'):.2f}" if t == "wardgate" else ""
+            cpu = f"{med(w.name, t, 'cpu_us_per_tx'):.0f}" if t != "direct" else ""
+            rows.append((w.name, t, f"{tps:,.0f}", f"{tps / direct_tps:.2f}", f"{lat:.3f}",
+                         f"{(lat - direct_lat) * 1000:+.0f}" if t != "direct" else "", cpu, vs_pgb))
+    widths = [max(len(str(r[i])) for r in (head, *rows)) for i in range(len(head))]
+    print(" | ".join(h.ljust(n) for h, n in zip(head, widths, strict=True)))
+    print("-|-".join("-" * n for n in widths))
+    for r in rows:
+        print(" | ".join(str(c).ljust(n) for c, n in zip(r, widths, strict=True)))
+    if args.json:
+        args.json.write_text(json.dumps({f"{w}|{t}": v for (w, t), v in results.items()}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
