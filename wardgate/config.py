@@ -234,6 +234,12 @@ class IdentityConfig(_Model):
     tokens: TokensConfig = Field(default_factory=TokensConfig)
 
 
+class AuditConfig(_Model):
+    """The audit journal: where records are durable before a client is answered."""
+
+    fsync: bool = False
+
+
 class LimitsConfig(_Model):
     max_message_bytes: int = Field(default=64 * 1024 * 1024, ge=1024, le=1 << 30)
     auth_timeout: Duration = 30.0
@@ -246,6 +252,7 @@ class Config(_Model):
     tls: TLSConfig = Field(default_factory=TLSConfig)
     identity: IdentityConfig = Field(default_factory=IdentityConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    audit: AuditConfig = Field(default_factory=AuditConfig)
     connections: dict[str, PostgresConnection] = Field(default_factory=dict)
 
     @field_validator("data_dir", mode="before")

@@ -9,13 +9,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import re
-import socket
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from .audit.recorder import AuditUnavailable, Recorder
@@ -23,7 +20,7 @@ from .config import Config, PostgresConnection
 from .identity.model import Authenticator, AuthFailure, Identity
 from .policy.sql import StatementInfo, classify
 from .store import StoreError
-from .store.db import Write, now
+from .store.db import Write
 
 log = logging.getLogger("wardgate.pipeline")
 
@@ -86,7 +83,7 @@ class Session:
     connection_name: str
     connection: PostgresConnection
     client: ClientInfo
-    started_at: datetime
+    started_at: float  # epoch seconds
     seq: int = 0
     ended: bool = False
 
@@ -100,17 +97,18 @@ class StatementRecord:
     protocol: str
     info: StatementInfo
     param_count: int
-    started_at: datetime
+    started_at: float  # epoch seconds
     t0: float = field(default_factory=time.perf_counter)
     rows_seen: int = 0
 
 
 class Pipeline:
-    def __init__(self, config: Config, recorder: Recorder, authenticators: list[Authenticator]) -> None:
+    def __init__(self, config: Config, recorder: Recorder, authenticators: list[Authenticator], gateway_id: str,
+                 ) -> None:
         self.config = config
         self.recorder = recorder
         self.authenticators = authenticators
-        self.gateway_id = f"{socket.gethostname()}:{os.getpid()}"
+        self.gateway_id = gateway_id
 
     # --- sessions -------------------------------------------------------------------------------------------
 
@@ -142,9 +140,9 @@ class Pipeline:
                 f'user "{user}" may not use connection "{connection_name}": '
                 f"it requires membership in one of: {', '.join(conn.allow_groups)}",
             )
-        session = Session(str(uuid.uuid4()), identity, connection_name, conn, client, now())
+        session = Session(str(uuid.uuid4()), identity, connection_name, conn, client, time.time())
         try:
-            self.recorder.submit(
+            self.recorder.record(
                 Write(
                     "sessions",
                     {
@@ -166,13 +164,14 @@ class Pipeline:
                     },
                 )
             )
+            self.recorder.commit()
         except AuditUnavailable as exc:
             raise SessionRefused("08004", f"wardgate cannot record this session, so it is refused: {exc}") from None
         self._check_audit()
         return session
 
     def _check_audit(self) -> None:
-        if not self.recorder.healthy:
+        if not self.recorder.accepting:
             raise SessionRefused(
                 "08004", "wardgate's audit store is unavailable; sessions are refused until it recovers"
             )
@@ -202,22 +201,30 @@ class Pipeline:
         if session.ended:
             return
         session.ended = True
-        try:
-            self.recorder.submit(
-                Write(
-                    "sessions",
-                    {
-                        "id": session.id,
-                        "ended_at": now(),
-                        "end_reason": reason,
-                        "bytes_from_client": bytes_from_client,
-                        "bytes_to_client": bytes_to_client,
-                    },
-                    key="id",
-                )
+        self.recorder.record(
+            Write(
+                "sessions",
+                {
+                    "id": session.id,
+                    "ended_at": time.time(),
+                    "end_reason": reason,
+                    "bytes_from_client": bytes_from_client,
+                    "bytes_to_client": bytes_to_client,
+                },
+                key="id",
             )
+        )
+        self._commit_or_log(f"the end of session {session.id} ({reason})")
+
+    def commit(self) -> None:
+        """Make every staged record durable (journal) before the front-end answers the client."""
+        self.recorder.commit()
+
+    def _commit_or_log(self, what: str) -> None:
+        try:
+            self.recorder.commit()
         except AuditUnavailable as exc:
-            log.error("session %s ended (%s) but its end could not be queued: %s", session.id, reason, exc)
+            log.error("%s is queued for the store but not journaled: %s", what, exc)
 
     def _event(
         self,
@@ -228,28 +235,26 @@ class Pipeline:
         detail: dict[str, Any],
         session_id: str | None = None,
     ) -> None:
-        try:
-            self.recorder.submit(
-                Write(
-                    "events",
-                    {
-                        "at": now(),
-                        "kind": kind,
-                        "subject": user,
-                        "connection": connection,
-                        "client_addr": client.address if client else None,
-                        "session_id": session_id,
-                        "detail": json.dumps(detail, sort_keys=True),
-                    },
-                )
+        self.recorder.record(
+            Write(
+                "events",
+                {
+                    "at": time.time(),
+                    "kind": kind,
+                    "subject": user,
+                    "connection": connection,
+                    "client_addr": client.address if client else None,
+                    "session_id": session_id,
+                    "detail": json.dumps(detail, sort_keys=True),
+                },
             )
-        except AuditUnavailable as exc:
-            log.error("audit event %s lost: %s", kind, exc)
+        )
+        self._commit_or_log(f"audit event {kind}")
 
     # --- statements -----------------------------------------------------------------------------------------
 
     def _admit(self) -> None:
-        if not self.recorder.healthy:
+        if not self.recorder.accepting:
             raise StatementRefused(
                 "58030",
                 "wardgate refuses the statement: its audit store is unavailable ("
@@ -260,7 +265,7 @@ class Pipeline:
     def on_query(self, session: Session, text: str) -> list[StatementRecord]:
         """A simple-protocol query string: one record per statement in it, decided as a whole."""
         self._admit()
-        started = now()
+        started = time.time()
         records = []
         for info in classify(text):
             session.seq += 1
@@ -272,13 +277,13 @@ class Pipeline:
         self._admit()
         info = single_statement(text)
         session.seq += 1
-        return StatementRecord(session, session.seq, "extended", info, len(params), now())
+        return StatementRecord(session, session.seq, "extended", info, len(params), time.time())
 
     def on_function_call(self, session: Session, function_oid: int, nargs: int) -> StatementRecord:
         self._admit()
         session.seq += 1
         info = StatementInfo("function_call", f"-- function call: oid {function_oid}")
-        return StatementRecord(session, session.seq, "function", info, nargs, now())
+        return StatementRecord(session, session.seq, "function", info, nargs, time.time())
 
     def record_error(self, session: Session, protocol: str, text: str | None, sqlstate: str, message: str) -> None:
         """An error the server gave before any statement ran (a rejected Parse) or after all had (at Sync).
@@ -290,7 +295,7 @@ class Pipeline:
         else:
             info = single_statement(text)
         session.seq += 1
-        rec = StatementRecord(session, session.seq, protocol, info, 0, now())
+        rec = StatementRecord(session, session.seq, protocol, info, 0, time.time())
         self.finish(rec, "error", sqlstate=sqlstate, message=message)
 
     def finish(
@@ -304,26 +309,23 @@ class Pipeline:
         message: str | None = None,
     ) -> None:
         duration = (time.perf_counter() - rec.t0) * 1000.0
-        try:
-            self.recorder.submit(
-                Write(
-                    "statements",
-                    {
-                        "session_id": rec.session.id,
-                        "seq": rec.seq,
-                        "started_at": rec.started_at,
-                        "protocol": rec.protocol,
-                        "kind": rec.info.kind,
-                        "text": rec.info.redacted,
-                        "param_count": rec.param_count,
-                        "status": status,
-                        "command_tag": tag,
-                        "row_count": rows,
-                        "sqlstate": sqlstate,
-                        "error_message": safe_error_message(sqlstate, message),
-                        "duration_ms": round(duration, 3),
-                    },
-                )
+        self.recorder.record(
+            Write(
+                "statements",
+                {
+                    "session_id": rec.session.id,
+                    "seq": rec.seq,
+                    "started_at": rec.started_at,
+                    "protocol": rec.protocol,
+                    "kind": rec.info.kind,
+                    "text": rec.info.redacted,
+                    "param_count": rec.param_count,
+                    "status": status,
+                    "command_tag": tag,
+                    "row_count": rows,
+                    "sqlstate": sqlstate,
+                    "error_message": safe_error_message(sqlstate, message),
+                    "duration_ms": round(duration, 3),
+                },
             )
-        except AuditUnavailable as exc:
-            log.error("statement %s/%s finished but could not be recorded: %s", rec.session.id, rec.seq, exc)
+        )

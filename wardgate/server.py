@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import re
 import signal
+import socket
+import time
+from pathlib import Path
 
 import uvloop
 
+from .audit.journal import Journal, leftovers, read_from
 from .audit.recorder import Recorder
 from .config import Config, parse_host_port
 from .frontends.postgres import PostgresFrontend
@@ -40,9 +46,13 @@ async def serve(config: Config, store: Store) -> None:
             ensure_self_signed(cert, key, [host])
         ssl_ctx = server_context(cert, key)
     tokens = token_service(config, store)
-    recorder = Recorder(store)
+    pipeline_id = gateway_id()
+    journal_dir = config.data_dir / "journal"
+    replay_journals(store, journal_dir)
+    journal = Journal(journal_dir, journal_name(pipeline_id), fsync=config.audit.fsync)
+    recorder = Recorder(store, journal)
     recorder.start()
-    pipeline = Pipeline(config, recorder, [tokens])
+    pipeline = Pipeline(config, recorder, [tokens], pipeline_id)
     frontend = PostgresFrontend(config, pipeline, ssl_ctx)
     loop = asyncio.get_running_loop()
     server = await loop.create_server(frontend.protocol, host, port, reuse_address=True, backlog=1024)
@@ -68,6 +78,28 @@ async def serve(config: Config, store: Store) -> None:
         if not recorder.stop(timeout=10):
             log.error("some audit records could not be written before shutdown")
         store.close()
+
+
+def gateway_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def journal_name(gateway: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", f"{gateway}-{int(time.time())}")
+
+
+def replay_journals(store: Store, directory: Path) -> None:
+    """Records a crashed gateway journaled but never got into the store go there now, exactly once."""
+    for path in leftovers(directory):
+        records = read_from(path, store.journal_offset(path.name))
+        for i in range(0, len(records), 2000):
+            chunk = records[i : i + 2000]
+            store.write([w for w, _ in chunk], (path.name, chunk[-1][1]))
+        if records:
+            log.warning("replayed %d audit records from %s (left by a gateway that did not stop cleanly)",
+                        len(records), path.name)
+        path.unlink()
+        store.forget_journal(path.name)
 
 
 def run(config: Config, store: Store) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -58,7 +59,12 @@ def test_two_replicas_share_a_postgres_store(pg_store_url: str, upstream: Upstre
             with psycopg.connect(gw.dsn("replica-user", token)) as conn:
                 assert conn.execute("select count(*) from customers").fetchone() == (50,)
         store = Store(pg_store_url)
-        sessions = flush_wait(lambda: [s for s in store.sessions(user="replica-user") if s["ended_at"]])
+
+        def ended() -> list[dict[str, Any]]:
+            return [s for s in store.sessions(user="replica-user") if s["ended_at"]]
+
+        flush_wait(lambda: len(ended()) == 2)
+        sessions = ended()
         assert len(sessions) == 2
         assert len({s["gateway"] for s in sessions}) == 2
         for s in sessions:

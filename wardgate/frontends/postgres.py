@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import cast
 
+from ..audit.recorder import AuditUnavailable
 from ..config import Config, PostgresConnection
 from ..pipeline import (
     ClientInfo,
@@ -572,6 +573,12 @@ class ClientConnection(_Endpoint):
         assert self.upstream is not None
         try:
             out = self._answers(self.upstream.reader.feed(data))
+            if self.pipeline.recorder.staged:
+                self.pipeline.commit()  # the records are durable before the client hears of the statements
+        except AuditUnavailable as exc:
+            self._fatal("58030", f"wardgate cannot record this session's statements, so it ends it: {exc}",
+                        "audit journal unavailable")
+            return
         except ProtocolViolation as exc:
             log.error("upstream of %s sent invalid data: %s", self._conn_name, exc)
             self._fatal("08006", f'wardgate: the upstream of connection "{self._conn_name}" sent invalid data')

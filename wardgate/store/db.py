@@ -15,7 +15,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import Engine, create_engine, event, func, insert, select, text, update
+from sqlalchemy import DateTime, Engine, create_engine, delete, event, func, insert, select, text, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -61,6 +61,7 @@ class Store:
     def __init__(self, url: str) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
+        self._insert_cache: dict[tuple[str, tuple[str, ...]], str] = {}
         if self.is_sqlite:
             path = url.removeprefix("sqlite:///")
             if path and path != ":memory:":
@@ -95,13 +96,94 @@ class Store:
 
     # --- writes -------------------------------------------------------------------------------------------
 
-    def write(self, writes: Sequence[Write]) -> None:
-        """Apply a batch in one transaction: all of it or none of it."""
+    def write(self, writes: Sequence[Write], journal: tuple[str, int] | None = None) -> None:
+        """Apply a batch in one transaction: all of it or none of it.
+
+        With ``journal`` (name, offset), the journal's committed offset moves in the same transaction, so a
+        replay after a crash starts exactly after the last batch that reached the store.
+        """
         try:
             with self.engine.begin() as conn:
-                _apply(conn, writes)
+                self._apply(conn, writes)
+                if journal is not None:
+                    self._set_offset(conn, *journal)
         except SQLAlchemyError as exc:
             raise StoreError(f"{exc.__class__.__name__}: {str(exc).splitlines()[0]}") from exc
+
+    def journal_offset(self, name: str) -> int:
+        t = schema.journal_offsets
+        with self.engine.connect() as conn:
+            value = conn.execute(select(t.c.offset).where(t.c.journal == name)).scalar()
+        return int(value or 0)
+
+    def forget_journal(self, name: str) -> None:
+        t = schema.journal_offsets
+        with self.engine.begin() as conn:
+            conn.execute(delete(t).where(t.c.journal == name))
+
+    def _set_offset(self, conn: Connection, name: str, offset: int) -> None:
+        t = schema.journal_offsets
+        done = conn.execute(update(t).where(t.c.journal == name).values(offset=offset, updated_at=now()))
+        if not done.rowcount:
+            conn.execute(insert(t).values(journal=name, offset=offset, updated_at=now()))
+
+    def _apply(self, conn: Connection, writes: Iterable[Write]) -> None:
+        """Run writes in order; consecutive inserts into one table go as one executemany of plain tuples.
+
+        The recorder's thread shares the interpreter with the relay, so this path avoids SQLAlchemy's
+        per-row parameter processing: rows are tuples, timestamps (epoch seconds in records) are converted
+        here once.
+        """
+        run: list[dict[str, Any]] = []
+        run_table = ""
+        for w in writes:
+            if w.key is None and w.table == run_table:
+                run.append(w.values)
+                continue
+            if run:
+                self._insert_many(conn, run_table, run)
+                run, run_table = [], ""
+            if w.key is None:
+                run, run_table = [w.values], w.table
+            else:
+                table = schema.metadata.tables[w.table]
+                values = self._db_values(w.table, w.values)
+                key = values.pop(w.key)
+                conn.execute(update(table).where(table.c[w.key] == key).values(**values))
+        if run:
+            self._insert_many(conn, run_table, run)
+
+    def _insert_many(self, conn: Connection, table_name: str, rows: list[dict[str, Any]]) -> None:
+        columns = tuple(rows[0])
+        sql_text = self._insert_sql(table_name, columns)
+        times = _TIME_COLUMNS.get(table_name, ())
+        convert = self._time_value
+        params = [tuple(convert(r[c]) if c in times else r[c] for c in columns) for r in rows]
+        conn.exec_driver_sql(sql_text, params)
+
+    def _db_values(self, table_name: str, values: dict[str, Any]) -> dict[str, Any]:
+        times = _TIME_COLUMNS.get(table_name, ())
+        return {k: (_as_datetime(v) if k in times else v) for k, v in values.items()}
+
+    def _time_value(self, v: Any) -> Any:
+        if v is None or isinstance(v, str):
+            return v
+        dt = _as_datetime(v)
+        # SQLite stores SQLAlchemy's DateTime as this text form; PostgreSQL takes the aware datetime.
+        return dt.strftime("%Y-%m-%d %H:%M:%S.%f") if self.is_sqlite and dt is not None else dt
+
+    def _insert_sql(self, table_name: str, columns: tuple[str, ...]) -> str:
+        key = (table_name, columns)
+        sql_text = self._insert_cache.get(key)
+        if sql_text is None:
+            mark = "?" if self.is_sqlite else "%s"
+            quote = self.engine.dialect.identifier_preparer.quote
+            sql_text = (
+                f"INSERT INTO {quote(table_name)} ({', '.join(quote(c) for c in columns)}) "
+                f"VALUES ({', '.join(mark for _ in columns)})"
+            )
+            self._insert_cache[key] = sql_text
+        return sql_text
 
     # --- signing keys ----------------------------------------------------------------------------------------
 
@@ -204,27 +286,17 @@ class Store:
             return out
 
 
-def _apply(conn: Connection, writes: Iterable[Write]) -> None:
-    """Run writes in order; consecutive inserts into one table go as one executemany."""
-    tables = schema.metadata.tables
-    run: list[dict[str, Any]] = []
-    run_table = ""
-    for w in writes:
-        if w.key is None and w.table == run_table:
-            run.append(w.values)
-            continue
-        if run:
-            conn.execute(insert(tables[run_table]), run)
-            run, run_table = [], ""
-        if w.key is None:
-            run, run_table = [w.values], w.table
-        else:
-            table = tables[w.table]
-            values = dict(w.values)
-            key = values.pop(w.key)
-            conn.execute(update(table).where(table.c[w.key] == key).values(**values))
-    if run:
-        conn.execute(insert(tables[run_table]), run)
+def _as_datetime(v: Any) -> datetime | None:
+    if v is None or isinstance(v, datetime):
+        return v
+    return datetime.fromtimestamp(float(v), UTC)
+
+
+# Columns whose records carry epoch seconds (cheap to make and to journal) and the store keeps as timestamps.
+_TIME_COLUMNS = {
+    t.name: frozenset(c.name for c in t.columns if isinstance(c.type, DateTime))
+    for t in schema.metadata.tables.values()
+}
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -95,3 +95,11 @@ events = Table(
     Column("detail", Text, nullable=False),  # JSON object; never holds a secret
     Index("ix_events_at", "at"),
 )
+
+journal_offsets = Table(
+    "journal_offsets",
+    metadata,
+    Column("journal", String(200), primary_key=True),
+    Column("offset", BigInteger, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
