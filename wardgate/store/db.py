@@ -6,7 +6,9 @@ SQLAlchemy Core so both dialects run the same code.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -15,8 +17,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import DateTime, Engine, create_engine, delete, event, func, insert, select, text, update
-from sqlalchemy.engine import Connection
+from sqlalchemy import DateTime, Engine, create_engine, delete, event, func, select, text, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from . import schema
@@ -61,7 +62,7 @@ class Store:
     def __init__(self, url: str) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
-        self._insert_cache: dict[tuple[str, tuple[str, ...]], str] = {}
+        self._sql_cache: dict[tuple[str, str, tuple[str, ...], str | None], str] = {}
         if self.is_sqlite:
             path = url.removeprefix("sqlite:///")
             if path and path != ":memory:":
@@ -101,14 +102,27 @@ class Store:
 
         With ``journal`` (name, offset), the journal's committed offset moves in the same transaction, so a
         replay after a crash starts exactly after the last batch that reached the store.
+
+        This is the audit writer's hot path and its thread shares the interpreter with the relay, so it speaks
+        DB-API directly: one executemany of plain tuples per run of inserts, statements built once per shape.
         """
+        dbapi_error = self.engine.dialect.loaded_dbapi.Error
         try:
-            with self.engine.begin() as conn:
-                self._apply(conn, writes)
-                if journal is not None:
-                    self._set_offset(conn, *journal)
+            raw = self.engine.raw_connection()
         except SQLAlchemyError as exc:
             raise StoreError(f"{exc.__class__.__name__}: {str(exc).splitlines()[0]}") from exc
+        try:
+            cur = raw.cursor()
+            self._apply(cur, writes)
+            if journal is not None:
+                cur.execute(self._offset_sql(), (journal[0], journal[1], self._time_value(time.time())))
+            raw.commit()
+        except dbapi_error as exc:
+            with contextlib.suppress(dbapi_error):
+                raw.rollback()
+            raise StoreError(f"{exc.__class__.__name__}: {str(exc).splitlines()[0]}") from exc
+        finally:
+            raw.close()
 
     def journal_offset(self, name: str) -> int:
         t = schema.journal_offsets
@@ -121,19 +135,8 @@ class Store:
         with self.engine.begin() as conn:
             conn.execute(delete(t).where(t.c.journal == name))
 
-    def _set_offset(self, conn: Connection, name: str, offset: int) -> None:
-        t = schema.journal_offsets
-        done = conn.execute(update(t).where(t.c.journal == name).values(offset=offset, updated_at=now()))
-        if not done.rowcount:
-            conn.execute(insert(t).values(journal=name, offset=offset, updated_at=now()))
-
-    def _apply(self, conn: Connection, writes: Iterable[Write]) -> None:
-        """Run writes in order; consecutive inserts into one table go as one executemany of plain tuples.
-
-        The recorder's thread shares the interpreter with the relay, so this path avoids SQLAlchemy's
-        per-row parameter processing: rows are tuples, timestamps (epoch seconds in records) are converted
-        here once.
-        """
+    def _apply(self, cur: Any, writes: Iterable[Write]) -> None:
+        """Run writes in order; consecutive inserts into one table go as one executemany."""
         run: list[dict[str, Any]] = []
         run_table = ""
         for w in writes:
@@ -141,49 +144,60 @@ class Store:
                 run.append(w.values)
                 continue
             if run:
-                self._insert_many(conn, run_table, run)
+                self._insert_many(cur, run_table, run)
                 run, run_table = [], ""
             if w.key is None:
                 run, run_table = [w.values], w.table
             else:
-                table = schema.metadata.tables[w.table]
-                values = self._db_values(w.table, w.values)
-                key = values.pop(w.key)
-                conn.execute(update(table).where(table.c[w.key] == key).values(**values))
+                times = _TIME_COLUMNS.get(w.table, ())
+                sets = [c for c in w.values if c != w.key]
+                params = [self._time_value(w.values[c]) if c in times else w.values[c] for c in sets]
+                cur.execute(self._sql(("update", w.table, tuple(sets), w.key)), (*params, w.values[w.key]))
         if run:
-            self._insert_many(conn, run_table, run)
+            self._insert_many(cur, run_table, run)
 
-    def _insert_many(self, conn: Connection, table_name: str, rows: list[dict[str, Any]]) -> None:
+    def _insert_many(self, cur: Any, table_name: str, rows: list[dict[str, Any]]) -> None:
         columns = tuple(rows[0])
-        sql_text = self._insert_sql(table_name, columns)
         times = _TIME_COLUMNS.get(table_name, ())
         convert = self._time_value
         params = [tuple(convert(r[c]) if c in times else r[c] for c in columns) for r in rows]
-        conn.exec_driver_sql(sql_text, params)
-
-    def _db_values(self, table_name: str, values: dict[str, Any]) -> dict[str, Any]:
-        times = _TIME_COLUMNS.get(table_name, ())
-        return {k: (_as_datetime(v) if k in times else v) for k, v in values.items()}
+        cur.executemany(self._sql(("insert", table_name, columns, None)), params)
 
     def _time_value(self, v: Any) -> Any:
         if v is None or isinstance(v, str):
             return v
         dt = _as_datetime(v)
-        # SQLite stores SQLAlchemy's DateTime as this text form; PostgreSQL takes the aware datetime.
+        # SQLite keeps SQLAlchemy's DateTime as this text form; PostgreSQL takes the aware datetime.
         return dt.strftime("%Y-%m-%d %H:%M:%S.%f") if self.is_sqlite and dt is not None else dt
 
-    def _insert_sql(self, table_name: str, columns: tuple[str, ...]) -> str:
-        key = (table_name, columns)
-        sql_text = self._insert_cache.get(key)
-        if sql_text is None:
+    def _sql(self, key: tuple[str, str, tuple[str, ...], str | None]) -> str:
+        """INSERT or UPDATE text for one table and column set, in the driver's own parameter style."""
+        text_ = self._sql_cache.get(key)
+        if text_ is None:
+            verb, table, columns, where = key
             mark = "?" if self.is_sqlite else "%s"
-            quote = self.engine.dialect.identifier_preparer.quote
-            sql_text = (
-                f"INSERT INTO {quote(table_name)} ({', '.join(quote(c) for c in columns)}) "
-                f"VALUES ({', '.join(mark for _ in columns)})"
-            )
-            self._insert_cache[key] = sql_text
-        return sql_text
+            q = self.engine.dialect.identifier_preparer.quote
+            if verb == "insert":
+                text_ = (
+                    f"INSERT INTO {q(table)} ({', '.join(q(c) for c in columns)}) "
+                    f"VALUES ({', '.join(mark for _ in columns)})"
+                )
+            else:
+                assert where is not None
+                text_ = (
+                    f"UPDATE {q(table)} SET {', '.join(f'{q(c)} = {mark}' for c in columns)} WHERE {q(where)} = {mark}"
+                )
+            self._sql_cache[key] = text_
+        return text_
+
+    def _offset_sql(self) -> str:
+        mark = "?" if self.is_sqlite else "%s"
+        q = self.engine.dialect.identifier_preparer.quote
+        off = q("offset")
+        return (
+            f"INSERT INTO journal_offsets (journal, {off}, updated_at) VALUES ({mark}, {mark}, {mark}) "
+            f"ON CONFLICT (journal) DO UPDATE SET {off} = excluded.{off}, updated_at = excluded.updated_at"
+        )
 
     # --- signing keys ----------------------------------------------------------------------------------------
 
