@@ -123,36 +123,75 @@ def password(frame: bytes) -> bytes:
     return body[:-1] if body.endswith(b"\0") else body
 
 
+# Parse, Bind and Execute arrive for every extended-protocol statement, so they are decoded with straight-line
+# code (no cursor object, one struct call per array); every malformed input still ends in ProtocolViolation.
+_MALFORMED = (ValueError, IndexError, struct.error)
+
+
+def _cstr(frame: bytes, pos: int) -> tuple[str, int]:
+    nul = frame.index(0, pos)
+    return frame[pos:nul].decode("utf-8"), nul + 1
+
+
+def _count(frame: bytes, pos: int) -> int:
+    (n,) = _H.unpack_from(frame, pos)
+    if n < 0:
+        raise ValueError("negative count")
+    return int(n)
+
+
 def parse(frame: bytes) -> Parse:
-    cur = _Cursor(frame, 5)
-    name = cur.cstring()
-    text = cur.cstring()
-    n = cur.count()
-    types = tuple(cur.int32() & 0xFFFFFFFF for _ in range(n))
-    cur.done()
+    try:
+        name, pos = _cstr(frame, 5)
+        text, pos = _cstr(frame, pos)
+        n = _count(frame, pos)
+        types = struct.unpack_from(f"!{n}I", frame, pos + 2)
+        if pos + 2 + 4 * n != len(frame):
+            raise ValueError("trailing bytes")
+    except _MALFORMED as exc:
+        raise ProtocolViolation(f"malformed Parse message: {exc}") from None
     return Parse(name, text, types)
 
 
 def bind(frame: bytes) -> Bind:
-    cur = _Cursor(frame, 5)
-    portal = cur.cstring()
-    statement = cur.cstring()
-    formats = tuple(cur.int16() for _ in range(cur.count()))
-    params: list[bytes | None] = []
-    for _ in range(cur.count()):
-        n = cur.int32()
-        params.append(None if n == -1 else cur.raw(n))
-    result_formats = tuple(cur.int16() for _ in range(cur.count()))
-    cur.done()
+    try:
+        portal, pos = _cstr(frame, 5)
+        statement, pos = _cstr(frame, pos)
+        n = _count(frame, pos)
+        formats = struct.unpack_from(f"!{n}h", frame, pos + 2)
+        pos += 2 + 2 * n
+        n = _count(frame, pos)
+        pos += 2
+        params: list[bytes | None] = []
+        unpack = _I.unpack_from
+        for _ in range(n):
+            (size,) = unpack(frame, pos)
+            pos += 4
+            if size == -1:
+                params.append(None)
+                continue
+            if size < 0 or pos + size > len(frame):
+                raise ValueError("invalid parameter length")
+            params.append(frame[pos : pos + size])
+            pos += size
+        n = _count(frame, pos)
+        result_formats = struct.unpack_from(f"!{n}h", frame, pos + 2)
+        if pos + 2 + 2 * n != len(frame):
+            raise ValueError("trailing bytes")
+    except _MALFORMED as exc:
+        raise ProtocolViolation(f"malformed Bind message: {exc}") from None
     return Bind(portal, statement, formats, tuple(params), result_formats)
 
 
 def execute(frame: bytes) -> Execute:
-    cur = _Cursor(frame, 5)
-    portal = cur.cstring()
-    max_rows = cur.int32()
-    cur.done()
-    return Execute(portal, max_rows)
+    try:
+        portal, pos = _cstr(frame, 5)
+        (max_rows,) = _I.unpack_from(frame, pos)
+        if pos + 4 != len(frame):
+            raise ValueError("trailing bytes")
+    except _MALFORMED as exc:
+        raise ProtocolViolation(f"malformed Execute message: {exc}") from None
+    return Execute(portal, int(max_rows))
 
 
 def close(frame: bytes) -> Close:
