@@ -103,8 +103,13 @@ class StatementRecord:
 
 
 class Pipeline:
-    def __init__(self, config: Config, recorder: Recorder, authenticators: list[Authenticator], gateway_id: str,
-                 ) -> None:
+    def __init__(
+        self,
+        config: Config,
+        recorder: Recorder,
+        authenticators: list[Authenticator],
+        gateway_id: str,
+    ) -> None:
         self.config = config
         self.recorder = recorder
         self.authenticators = authenticators
@@ -255,11 +260,11 @@ class Pipeline:
 
     def _admit(self) -> None:
         if not self.recorder.accepting:
+            # The cause (which may name the store's host) is in the gateway's log, not in the client's error.
             raise StatementRefused(
                 "58030",
-                "wardgate refuses the statement: its audit store is unavailable ("
-                + self.recorder.last_error[:200]
-                + ")",
+                "wardgate refuses the statement: its audit store is unavailable, and nothing runs "
+                "unrecorded; try again when it recovers",
             )
 
     def on_query(self, session: Session, text: str) -> list[StatementRecord]:

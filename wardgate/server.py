@@ -13,8 +13,9 @@ from pathlib import Path
 
 import uvloop
 
-from .audit.journal import Journal, leftovers, read_from
+from .audit.journal import Journal, leftovers
 from .audit.recorder import Recorder
+from .audit.shipper import drain
 from .config import Config, parse_host_port
 from .frontends.postgres import PostgresFrontend
 from .identity.keys import load_or_create
@@ -89,15 +90,13 @@ def journal_name(gateway: str) -> str:
 
 
 def replay_journals(store: Store, directory: Path) -> None:
-    """Records a crashed gateway journaled but never got into the store go there now, exactly once."""
+    """Records a gateway that is gone journaled but never shipped go to the store now, exactly once."""
     for path in leftovers(directory):
-        records = read_from(path, store.journal_offset(path.name))
-        for i in range(0, len(records), 2000):
-            chunk = records[i : i + 2000]
-            store.write([w for w, _ in chunk], (path.name, chunk[-1][1]))
-        if records:
-            log.warning("replayed %d audit records from %s (left by a gateway that did not stop cleanly)",
-                        len(records), path.name)
+        shipped = drain(store, path)
+        if shipped:
+            log.warning(
+                "shipped %d audit records left in %s by a gateway that did not stop cleanly", shipped, path.name
+            )
         path.unlink()
         store.forget_journal(path.name)
 

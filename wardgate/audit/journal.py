@@ -83,17 +83,3 @@ def leftovers(directory: Path) -> Iterator[Path]:
         finally:
             os.close(fd)
         yield path
-
-
-def read_from(path: Path, offset: int) -> list[tuple[Write, int]]:
-    """Complete records after ``offset``, each with the offset just past it; a torn last line is left out."""
-    data = path.read_bytes()
-    out: list[tuple[Write, int]] = []
-    pos = offset
-    while True:
-        nl = data.find(b"\n", pos)
-        if nl < 0:
-            return out
-        if nl > pos:
-            out.append((decode_line(data[pos:nl]), nl + 1))
-        pos = nl + 1

@@ -576,8 +576,11 @@ class ClientConnection(_Endpoint):
             if self.pipeline.recorder.staged:
                 self.pipeline.commit()  # the records are durable before the client hears of the statements
         except AuditUnavailable as exc:
-            self._fatal("58030", f"wardgate cannot record this session's statements, so it ends it: {exc}",
-                        "audit journal unavailable")
+            self._fatal(
+                "58030",
+                f"wardgate cannot record this session's statements, so it ends it: {exc}",
+                "audit journal unavailable",
+            )
             return
         except ProtocolViolation as exc:
             log.error("upstream of %s sent invalid data: %s", self._conn_name, exc)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -74,6 +74,14 @@ class Store:
         else:
             self.engine = create_engine(engine_url(url), pool_pre_ping=True, pool_size=5, max_overflow=5)
 
+    @contextlib.contextmanager
+    def _guard(self) -> Iterator[None]:
+        """Any database failure leaves the store as a StoreError, which callers fail closed on."""
+        try:
+            yield
+        except SQLAlchemyError as exc:
+            raise StoreError(f"{exc.__class__.__name__}: {str(exc).splitlines()[0]}") from exc
+
     def describe(self) -> str:
         """The URL without credentials, for messages."""
         return self.engine.url.render_as_string(hide_password=True)
@@ -126,13 +134,13 @@ class Store:
 
     def journal_offset(self, name: str) -> int:
         t = schema.journal_offsets
-        with self.engine.connect() as conn:
+        with self._guard(), self.engine.connect() as conn:
             value = conn.execute(select(t.c.offset).where(t.c.journal == name)).scalar()
         return int(value or 0)
 
     def forget_journal(self, name: str) -> None:
         t = schema.journal_offsets
-        with self.engine.begin() as conn:
+        with self._guard(), self.engine.begin() as conn:
             conn.execute(delete(t).where(t.c.journal == name))
 
     def _apply(self, cur: Any, writes: Iterable[Write]) -> None:
@@ -202,7 +210,7 @@ class Store:
     # --- signing keys ----------------------------------------------------------------------------------------
 
     def signing_keys(self) -> list[dict[str, Any]]:
-        with self.engine.connect() as conn:
+        with self._guard(), self.engine.connect() as conn:
             rows = conn.execute(select(schema.signing_keys).order_by(schema.signing_keys.c.created_at))
             return [dict(r._mapping) for r in rows]
 
@@ -225,7 +233,7 @@ class Store:
     # --- tokens ------------------------------------------------------------------------------------------------
 
     def token(self, token_id: str) -> dict[str, Any] | None:
-        with self.engine.connect() as conn:
+        with self._guard(), self.engine.connect() as conn:
             row = conn.execute(select(schema.tokens).where(schema.tokens.c.id == token_id)).first()
         return _token_row(row._mapping) if row else None
 
@@ -233,11 +241,11 @@ class Store:
         q = select(schema.tokens).order_by(schema.tokens.c.created_at)
         if subject:
             q = q.where(schema.tokens.c.subject == subject)
-        with self.engine.connect() as conn:
+        with self._guard(), self.engine.connect() as conn:
             return [_token_row(r._mapping) for r in conn.execute(q)]
 
     def revoke_token(self, token_id: str) -> bool:
-        with self.engine.begin() as conn:
+        with self._guard(), self.engine.begin() as conn:
             res = conn.execute(
                 update(schema.tokens)
                 .where(schema.tokens.c.id == token_id, schema.tokens.c.revoked_at.is_(None))
@@ -269,12 +277,12 @@ class Store:
             q = q.where(s.c.user == user)
         if connection:
             q = q.where(s.c.connection == connection)
-        with self.engine.connect() as conn:
+        with self._guard(), self.engine.connect() as conn:
             return [_session_row(r._mapping) for r in conn.execute(q)]
 
     def session(self, session_id: str) -> dict[str, Any] | None:
         s = schema.sessions
-        with self.engine.connect() as conn:
+        with self._guard(), self.engine.connect() as conn:
             rows = list(conn.execute(select(s).where(s.c.id.startswith(session_id)).limit(2)))
         if len(rows) != 1:
             return None
@@ -282,7 +290,7 @@ class Store:
 
     def statements(self, session_id: str) -> list[dict[str, Any]]:
         st = schema.statements
-        with self.engine.connect() as conn:
+        with self._guard(), self.engine.connect() as conn:
             rows = conn.execute(select(st).where(st.c.session_id == session_id).order_by(st.c.seq))
             return [_dated(dict(r._mapping), "started_at") for r in rows]
 
@@ -291,7 +299,7 @@ class Store:
         q = select(e).order_by(e.c.id.desc()).limit(limit)
         if kind:
             q = q.where(e.c.kind == kind)
-        with self.engine.connect() as conn:
+        with self._guard(), self.engine.connect() as conn:
             out = []
             for r in conn.execute(q):
                 row = _dated(dict(r._mapping), "at")

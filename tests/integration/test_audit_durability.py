@@ -1,0 +1,103 @@
+"""What the client was told ran is in the audit store, even across a crash; without a store, nothing runs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from tests.conftest import ADMIN_DSN, PG_HOST, PG_PORT, UpstreamDB, flush_wait, login_error, run_gateway, unique
+from wardgate.store import Store
+
+
+@pytest.fixture
+def pg_store() -> Iterator[tuple[str, str]]:
+    name = unique("wgt_audit")
+    with psycopg.connect(ADMIN_DSN, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    yield name, f"postgresql://postgres@{PG_HOST}:{PG_PORT}/{name}"
+    with psycopg.connect(ADMIN_DSN, autocommit=True) as admin:
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        children = (task / "children").read_text().split()
+        out += [int(c) for c in children]
+    return out
+
+
+def test_acknowledged_statements_survive_a_crash(upstream: UpstreamDB, tmp_path: Path) -> None:
+    store_url = f"sqlite:///{tmp_path / 'store.db'}"
+    marker = unique("m")
+    acknowledged = 0
+    with run_gateway(tmp_path / "gw", upstream, store_url=store_url) as gw:
+        token = gw.token("crash-user")
+        assert gw.proc is not None
+        shippers = _children(gw.proc.pid)
+        assert shippers, "the gateway should run an audit shipper process"
+        for pid in shippers:  # the store stops receiving: records exist only in the journal now
+            os.kill(pid, signal.SIGSTOP)
+        with psycopg.connect(gw.dsn("crash-user", token), autocommit=True) as conn:
+            for i in range(200):
+                conn.execute(f"select {i} as {marker}")
+                acknowledged += 1
+        os.kill(gw.proc.pid, signal.SIGKILL)  # the gateway dies without a word
+        for pid in shippers:
+            os.kill(pid, signal.SIGKILL)
+        gw.proc.wait()
+    journal_dir = tmp_path / "gw" / "data" / "journal"
+    assert list(journal_dir.glob("*.journal")), "the dead gateway's journal must be left for replay"
+    # A new gateway on the same data directory ships the dead one's journal before it serves anyone.
+    with run_gateway(tmp_path / "gw", upstream, store_url=store_url) as gw2:
+        assert "shipped" in gw2.log()
+    store = Store(store_url)
+    sessions = store.sessions(user="crash-user")
+    texts = [s["text"] for s in store.statements(sessions[0]["id"])]
+    assert len([t for t in texts if t and marker in t]) == acknowledged == 200
+    assert not list(journal_dir.glob("*.journal"))
+
+
+def test_no_store_no_statements(upstream: UpstreamDB, tmp_path: Path, pg_store: tuple[str, str]) -> None:
+    name, url = pg_store
+    with run_gateway(tmp_path, upstream, store_url=url) as gw:
+        token = gw.token("failclosed")
+        with psycopg.connect(gw.dsn("failclosed", token), autocommit=True) as conn:
+            assert conn.execute("select 1").fetchone() == (1,)
+            with psycopg.connect(ADMIN_DSN, autocommit=True) as admin:
+                admin.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS false").format(sql.Identifier(name)))
+                admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
+            try:
+                deadline = time.monotonic() + 10
+                refused = None
+                while time.monotonic() < deadline:
+                    try:
+                        conn.execute("select 2")
+                    except psycopg.Error as exc:
+                        refused = exc
+                        break
+                    time.sleep(0.1)
+                assert refused is not None and refused.sqlstate == "58030"
+                assert "audit store" in str(refused)
+                code, msg = login_error(gw, "failclosed", token)
+                assert code == "08004" and "store" in msg
+            finally:
+                with psycopg.connect(ADMIN_DSN, autocommit=True) as admin:
+                    admin.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS true").format(sql.Identifier(name)))
+            # The store is back: the gateway recovers by itself.
+            assert flush_wait(lambda: _works(conn), timeout=15)
+    assert "refusing new sessions and statements" in gw.log()
+
+
+def _works(conn: psycopg.Connection[tuple[object, ...]]) -> bool:
+    try:
+        return conn.execute("select 3").fetchone() == (3,)
+    except psycopg.Error:
+        return False

@@ -1,0 +1,124 @@
+"""The audit shipper: moves journaled records into the store, in a process of its own.
+
+The gateway's only audit work on the hot path is appending to its journal. This process tails that journal and
+writes complete records to the store in large transactions, committing the journal offset in the same
+transaction, so every record reaches the store exactly once, whatever crashes and restarts. Keeping it out of
+the gateway's process keeps the store's cost off the relay's interpreter lock.
+
+    python -m wardgate.audit.shipper --journal PATH      (store URL in WARDGATE_SHIPPER_STORE)
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from ..store import Store, StoreError
+from ..store.db import Write
+from .journal import decode_line
+
+log = logging.getLogger("wardgate.audit.shipper")
+STORE_ENV = "WARDGATE_SHIPPER_STORE"
+
+
+class Shipper:
+    """Ships one journal file from the offset the store last committed for it."""
+
+    def __init__(self, store: Store, path: Path, batch_size: int = 5000) -> None:
+        self.store = store
+        self.path = path
+        self.name = path.name
+        self.batch_size = batch_size
+        self.offset = store.journal_offset(self.name)
+        self._fh = open(path, "rb")  # noqa: SIM115 - held for the shipper's life
+        self._fh.seek(self.offset)
+        self._pending = b""
+
+    def ship_available(self) -> int:
+        """Write every complete record now in the journal; return how many. Raises StoreError."""
+        self._pending += self._fh.read()
+        shipped = 0
+        while True:
+            end = self._pending.rfind(b"\n", 0, None) + 1
+            if not end:
+                return shipped
+            lines = self._pending[:end].split(b"\n")[:-1]
+            writes: list[Write] = []
+            consumed = 0
+            for line in lines[: self.batch_size]:
+                consumed += len(line) + 1
+                if line:
+                    writes.append(decode_line(line))
+            self.store.write(writes, (self.name, self.offset + consumed))
+            self.offset += consumed
+            self._pending = self._pending[consumed:]
+            shipped += len(writes)
+            if len(lines) <= self.batch_size:
+                return shipped
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+def drain(store: Store, path: Path) -> int:
+    """Ship a journal to its end (a journal left by a gateway that is gone); returns records shipped."""
+    shipper = Shipper(store, path)
+    try:
+        return shipper.ship_available()
+    finally:
+        shipper.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="wardgate-audit-shipper")
+    ap.add_argument("--journal", type=Path, required=True)
+    ap.add_argument("--interval", type=float, default=0.005, help="seconds between looks when idle")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    url = os.environ.get(STORE_ENV)
+    if not url:
+        log.error("%s is not set", STORE_ENV)
+        return 2
+    parent = os.getppid()
+    stopping = False
+
+    def stop(_sig: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the gateway decides when we stop
+    store = Store(url)
+    shipper: Shipper | None = None
+    backoff = 0.2
+    failing = False
+    while True:
+        try:
+            if shipper is None:
+                shipper = Shipper(store, args.journal)
+            shipped = shipper.ship_available()
+            if failing:
+                log.warning("audit store writable again")
+            failing, backoff = False, 0.2
+        except StoreError as exc:
+            if not failing:
+                log.error("audit store write failed, retrying: %s", exc)
+            failing = True
+            if stopping or os.getppid() != parent:
+                return 1  # the journal keeps the rest; the next gateway start ships it
+            time.sleep(backoff)
+            backoff = min(backoff * 2, 5.0)
+            continue
+        if stopping or os.getppid() != parent:
+            return 0
+        if not shipped:
+            time.sleep(args.interval)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
