@@ -50,6 +50,9 @@ _NOT_FORWARDED = frozenset({"user", "database", "replication"})
 # server's own error handling (rollback, skip to Sync, ReadyForQuery) stays exactly in step with the client's.
 _REFUSED_SQL = "-- refused by wardgate\nWARDGATE_REFUSED"
 _REFUSED_NAME = "__wardgate_refused__"
+_MAX_AUTH_MESSAGE = 65535
+# Bytes a client may send before its session relays (they wait for the upstream login); then reading pauses.
+_STARTUP_INBOX_LIMIT = 1 << 20
 
 
 class _Closed(Exception):
@@ -88,7 +91,8 @@ class _Endpoint(asyncio.Protocol):
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
         self.peer: _Endpoint | None = None
-        self._rx = b""
+        self._rx = bytearray()
+        self._paused = False
         self._waiter: asyncio.Future[None] | None = None
         self._eof = False
         self.on_data: Callable[[bytes], None] | None = None  # set once startup is over: the relay
@@ -105,6 +109,9 @@ class _Endpoint(asyncio.Protocol):
             self.on_data(data)
             return
         self._rx += data
+        if len(self._rx) > _STARTUP_INBOX_LIMIT and not self._paused and self.transport is not None:
+            self.transport.pause_reading()  # nothing is relayed yet: do not take more than a login needs
+            self._paused = True
         self._wake()
 
     def eof_received(self) -> bool | None:
@@ -147,7 +154,10 @@ class _Endpoint(asyncio.Protocol):
         return self._eof and not self._rx
 
     def take_rx(self) -> bytes:
-        rx, self._rx = self._rx, b""
+        rx, self._rx = bytes(self._rx), bytearray()
+        if self._paused and self.transport is not None:
+            self._paused = False
+            self.transport.resume_reading()
         return rx
 
     def write(self, data: bytes) -> None:
@@ -181,7 +191,7 @@ class FrameInbox:
         while True:
             rx = self.endpoint.take_rx()
             if rx:
-                self.endpoint._rx = rx[1:]
+                self.endpoint._rx = bytearray(rx[1:])
                 return rx[0]
             await self.endpoint._more()
 
@@ -319,7 +329,7 @@ class ClientConnection(_Endpoint):
                 return None
             break
         assert isinstance(msg, m.StartupMessage)
-        self._rx = startup.take_rest() + self._rx
+        self._rx = bytearray(startup.take_rest()) + self._rx
         if not self.tls and not self.frontend.config.listen.allow_plaintext:
             raise SessionRefused("28000", "wardgate requires TLS: connect with sslmode=require (or verify-full)")
         params = msg.params
@@ -333,12 +343,14 @@ class ClientConnection(_Endpoint):
             raise SessionRefused("28000", "no user name given: use your wardgate identity as the user")
         database = params.get("database") or user
         self.write(encode.auth_cleartext())
-        inbox = FrameInbox(self, self.reader)
+        # PostgreSQL caps authentication messages at 64 KiB; an anonymous client gets no more here.
+        inbox = FrameInbox(self, FrameReader(_MAX_AUTH_MESSAGE))
         kind, frame = await inbox.next()
         if kind != m.PASSWORD:
             raise ProtocolViolation(f"expected a password message, got {chr(kind)!r}")
         if inbox.frames:
             raise ProtocolViolation("messages were sent before authentication completed")
+        self._rx = bytearray(inbox.reader.take_rest()) + self._rx
         try:
             credential = decode.password(frame).decode("utf-8")
         except UnicodeDecodeError:

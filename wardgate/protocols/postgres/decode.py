@@ -86,6 +86,8 @@ class _Cursor:
 
 def startup_packet(packet: bytes) -> StartupPacket:
     """Decode the untyped first packet (length included)."""
+    if len(packet) < 8:
+        raise ProtocolViolation("startup packet too short")
     (code,) = _I.unpack_from(packet, 4)
     if code == SSL_REQUEST_CODE and len(packet) == 8:
         return SSLRequest()
@@ -255,7 +257,7 @@ def sasl_mechanisms(data: bytes) -> list[str]:
 def rows_from_tag(tag: str) -> int | None:
     """Row count carried by a command tag (``SELECT 3``, ``INSERT 0 5``, ``COPY 7``), if any."""
     last = tag.rsplit(" ", 1)[-1]
-    return int(last) if last.isdigit() and " " in tag else None
+    return int(last) if last.isascii() and last.isdigit() and " " in tag else None
 
 
 def function_call(frame: bytes) -> tuple[int, int]:

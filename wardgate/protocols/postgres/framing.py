@@ -24,13 +24,15 @@ class FrameReader:
     """Accumulates bytes and yields whole typed frames.
 
     The buffer only ever holds one incomplete frame plus what arrived with it, so memory per connection is
-    bounded by ``max_message`` and the transport's read size.
+    bounded by ``max_message`` and the transport's read size. The common case (a read holding whole frames)
+    slices the received bytes directly; a frame spread over many reads is gathered in a bytearray, so a large
+    message costs linear, not quadratic, time.
     """
 
     __slots__ = ("_buf", "max_message")
 
     def __init__(self, max_message: int) -> None:
-        self._buf = b""
+        self._buf = bytearray()
         self.max_message = max_message
 
     @property
@@ -39,16 +41,22 @@ class FrameReader:
 
     def feed(self, data: bytes) -> list[tuple[int, bytes]]:
         """Add ``data`` and return every frame now complete, in order."""
-        buf = self._buf + data if self._buf else data
+        if self._buf:
+            self._buf += data
+            return self._frames(self._buf, copy=True)
+        return self._frames(data, copy=False)
+
+    def _frames(self, buf: bytes | bytearray, copy: bool) -> list[tuple[int, bytes]]:
         frames: list[tuple[int, bytes]] = []
         pos = 0
         end = len(buf)
         unpack = _U32.unpack_from
         limit = self.max_message
+        view = memoryview(buf) if copy else None
         while end - pos >= 5:
             (length,) = unpack(buf, pos + 1)
             if length < 4 or length > limit:
-                self._buf = b""
+                self._buf = bytearray()
                 raise ProtocolViolation(
                     f"invalid message length {length} for message type {chr(buf[pos])!r}"
                     if length < 4
@@ -57,14 +65,18 @@ class FrameReader:
             stop = pos + 1 + length
             if stop > end:
                 break
-            frames.append((buf[pos], buf[pos:stop]))
+            frames.append((buf[pos], bytes(view[pos:stop]) if view is not None else buf[pos:stop]))  # type: ignore[arg-type]
             pos = stop
-        self._buf = buf[pos:] if pos < end else b""
+        if view is not None:
+            view.release()
+            del self._buf[:pos]
+        elif pos < end:
+            self._buf = bytearray(buf[pos:])
         return frames
 
     def take_rest(self) -> bytes:
         """Hand over unparsed bytes (used when switching readers); the reader is left empty."""
-        rest, self._buf = self._buf, b""
+        rest, self._buf = bytes(self._buf), bytearray()
         return rest
 
 
