@@ -6,7 +6,7 @@ Everything runs on this machine: the local PostgreSQL (127.0.0.1:5432, trust), a
 classification and audit on, plaintext listener so that all three paths skip TLS alike) and pgbouncer (session
 mode). Each repetition runs every workload against every target in a shuffled order, so drift in the machine
 affects all targets alike. Reported: median TPS, ratio to direct, median latency, latency added over direct, and
-CPU microseconds per transaction spent in the middle process (gateway or pgbouncer).
+CPU microseconds per transaction spent in the middle process (gateway with its audit shipper, or pgbouncer).
 """
 
 from __future__ import annotations
@@ -83,10 +83,27 @@ def wait_port(port: int, timeout: float = 20) -> None:
 
 
 def cpu_seconds(pid: int | None) -> float:
+    """CPU time of a process and its live children (wardgate's audit shipper counts as wardgate's cost)."""
     if pid is None:
         return 0.0
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    total = 0.0
+    for p in [pid, *children(pid)]:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return total
+
+
+def children(pid: int) -> list[int]:
+    out: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            out += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return out
 
 
 def run_pgbench(t: Target, w: Workload, seconds: int, workdir: Path) -> dict[str, float]:
