@@ -41,6 +41,9 @@ def safe_error_message(sqlstate: str | None, message: str | None) -> str | None:
     return message[:2000]
 
 
+_UNKNOWN_STATEMENT = StatementInfo("unknown", "-- a statement prepared outside the protocol (SQL PREPARE)")
+
+
 def single_statement(text: str) -> StatementInfo:
     """The one statement of an extended-protocol text (the server refuses several; record what was tried)."""
     infos = classify(text)
@@ -277,10 +280,11 @@ class Pipeline:
             records.append(StatementRecord(session, session.seq, "simple", info, 0, started))
         return records
 
-    def on_execute(self, session: Session, text: str, params: tuple[bytes | None, ...]) -> StatementRecord:
-        """An extended-protocol Execute of ``text`` bound to ``params``."""
+    def on_execute(self, session: Session, text: str | None, params: tuple[bytes | None, ...]) -> StatementRecord:
+        """An extended-protocol Execute of ``text`` bound to ``params`` (None: a statement the protocol never
+        showed the gateway, e.g. one made with SQL PREPARE)."""
         self._admit()
-        info = single_statement(text)
+        info = single_statement(text) if text is not None else _UNKNOWN_STATEMENT
         session.seq += 1
         return StatementRecord(session, session.seq, "extended", info, len(params), time.time())
 

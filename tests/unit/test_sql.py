@@ -76,3 +76,12 @@ def test_each_statement_is_redacted_on_its_own() -> None:
     together = classify("select 1; select * from t where email = 'c7@example.com'")
     assert together[1] == alone[0]
     assert alone[0].redacted == "select * from t where email = $1"
+
+
+def test_prepared_names() -> None:
+    from wardgate.policy.sql import prepared_names
+
+    ops = prepared_names("prepare p (int, text) as insert into t values ($1, $2); deallocate p; "
+                         "deallocate all; discard all; discard plans; select 1")
+    assert ops == [("prepare", "p", "insert into t values ($1, $2)"), ("deallocate", "p", None),
+                   ("deallocate", None, None), ("deallocate", None, None)]

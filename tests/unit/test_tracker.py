@@ -47,11 +47,11 @@ def test_statements_and_portals() -> None:
     t.bind("p", "s", (b"7",))
     assert t.portal("p") == ("select $1", (b"7",))
     t.close("P", "p")
-    assert t.portal("p") == ("", ())
+    assert t.portal("p") == (None, ())
     t.parse("", "select 2")
     t.bind("", "", ())
     t.query([])  # a simple query destroys the unnamed statement and portal
-    assert t.portal("") == ("", ())
+    assert t.portal("") == (None, ())
     assert t.statements == {"s": "select $1"}
 
 

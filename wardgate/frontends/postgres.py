@@ -30,6 +30,7 @@ from ..pipeline import (
     StatementRefused,
     single_statement,
 )
+from ..policy.sql import prepared_names
 from ..protocols.postgres import decode, encode
 from ..protocols.postgres import messages as m
 from ..protocols.postgres.auth import UpstreamAuth, UpstreamAuthError
@@ -66,14 +67,42 @@ class Refusal:
     frame: bytes
 
 
+_ABSENT = object()
+
+
 @dataclass(frozen=True, slots=True)
 class PendingParse:
     """Stands in the tracker for a Parse until ParseComplete; if the server rejects it, that is recorded."""
 
     text: str
+    name: str = ""
+    previous: object = _ABSENT  # the name's text before this Parse, put back if the Parse never takes effect
 
 
-Handle = StatementRecord | Refusal | PendingParse
+@dataclass(frozen=True, slots=True)
+class PendingClose:
+    """A Close until CloseComplete: if it is skipped, the statement it named lives on."""
+
+    kind: str
+    name: str
+    previous: object = _ABSENT
+
+
+@dataclass(frozen=True, slots=True)
+class PendingBind:
+    """A Bind until BindComplete: its error is the error of the Execute that follows."""
+
+
+@dataclass(frozen=True, slots=True)
+class PendingDescribe:
+    """A Describe until RowDescription/NoData: its error belongs to no statement."""
+
+
+_PREPARED_KINDS = frozenset({"prepare", "deallocate", "discard"})
+_BIND = PendingBind()
+_DESCRIBE = PendingDescribe()
+Handle = StatementRecord | Refusal | PendingParse | PendingClose | PendingBind | PendingDescribe
+_PENDING = (PendingParse, PendingClose, PendingBind, PendingDescribe)
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,6 +265,11 @@ class ClientConnection(_Endpoint):
         self.backend_pid = 0
         self.client_addr = ""
         self.task: asyncio.Task[None] | None = None
+        self.cancel_secret = 0
+        # extended-protocol COPY FROM STDIN: Syncs sent after the last Execute, and whether copy-in is on
+        self.copy_syncs = 0
+        self.copy_closed = True
+        self.copy_in = False
 
     # --- lifecycle --------------------------------------------------------------------------------------------
 
@@ -263,7 +297,7 @@ class ClientConnection(_Endpoint):
                 if not self.terminated:
                     up.write(encode.terminate())
                 up.close()
-        self.frontend.cancel_keys.pop(self.backend_pid, None)
+        self.frontend.unregister_cancel(self.backend_pid, self.cancel_secret)
         if self.session is not None and not self.session.ended:
             for h in self.tracker.pending():
                 if isinstance(h, StatementRecord):
@@ -417,6 +451,7 @@ class ClientConnection(_Endpoint):
             return
         pid, secret = self.frontend.register_cancel(conn, key)
         self.backend_pid = pid
+        self.cancel_secret = secret
         up.peer = self
         self.peer = up
         # From here on both sides relay; anything already buffered is relayed first.
@@ -530,18 +565,41 @@ class ClientConnection(_Endpoint):
             self.tracker.query([self._refuse(exc)])
             return encode.query(_REFUSED_SQL)
         self.tracker.query(records)
+        if any(r.info.kind in _PREPARED_KINDS for r in records if isinstance(r, StatementRecord)):
+            for op, name, inner in prepared_names(text):
+                if op == "prepare" and name is not None and inner is not None:
+                    self.tracker.statements[name] = inner
+                elif name is None:  # DEALLOCATE ALL, DISCARD ALL: every named statement goes
+                    self.tracker.statements = {"": self.tracker.statements[""]} if "" in self.tracker.statements else {}
+                else:
+                    self.tracker.statements.pop(name, None)
         return frame
 
     def _on_parse(self, frame: bytes) -> bytes:
         p = decode.parse(frame)
+        previous = self.tracker.statements.get(p.name, _ABSENT)
         self.tracker.parse(p.name, p.query)
-        self.tracker.add(PendingParse(p.query))
+        self.tracker.add(PendingParse(p.query, p.name, previous))
         return frame
 
     def _on_bind(self, frame: bytes) -> bytes:
         b = decode.bind(frame)
         self.tracker.bind(b.portal, b.statement, b.params)
+        self.tracker.add(_BIND)
         return frame
+
+    def _on_describe(self, frame: bytes) -> bytes:
+        self.tracker.add(_DESCRIBE)
+        return frame
+
+    def _undo(self, handles: list[Handle]) -> None:
+        """Parses and Closes the server never carried out: the statement names are put back, newest first."""
+        for h in reversed(handles):
+            if isinstance(h, PendingParse) or (isinstance(h, PendingClose) and h.kind == "S"):
+                if h.previous is _ABSENT:
+                    self.tracker.statements.pop(h.name, None)
+                else:
+                    self.tracker.statements[h.name] = cast(str, h.previous)
 
     def _on_execute(self, frame: bytes) -> bytes:
         assert self.session is not None
@@ -553,15 +611,28 @@ class ClientConnection(_Endpoint):
             self.tracker.add(self._refuse(exc))
             return encode.parse(_REFUSED_NAME, _REFUSED_SQL)
         self.tracker.add(rec)
+        self.copy_syncs = 0
+        self.copy_closed = False
         return frame
 
     def _on_close(self, frame: bytes) -> bytes:
         c = decode.close(frame)
+        previous = self.tracker.statements.get(c.name, _ABSENT) if c.kind == "S" else _ABSENT
         self.tracker.close(c.kind, c.name)
+        self.tracker.add(PendingClose(c.kind, c.name, previous))
         return frame
 
     def _on_sync(self, frame: bytes) -> bytes:
+        if self.copy_in:
+            return frame  # "The backend will ignore Flush and Sync messages received during copy-in mode"
         self.tracker.sync()
+        if not self.copy_closed:
+            self.copy_syncs += 1
+        return frame
+
+    def _on_copy_end(self, frame: bytes) -> bytes:
+        self.copy_in = False
+        self.copy_closed = True
         return frame
 
     def _on_function_call(self, frame: bytes) -> bytes:
@@ -572,7 +643,8 @@ class ClientConnection(_Endpoint):
         except StatementRefused as exc:
             self.tracker.query([self._refuse(exc)])
             return encode.query(_REFUSED_SQL)
-        self.tracker.query([rec])
+        self.tracker.add(rec)
+        self.tracker.sync()  # unlike a Query, a FunctionCall leaves the unnamed statement and portal alone
         return frame
 
     def _on_terminate(self, frame: bytes) -> bytes:
@@ -620,10 +692,20 @@ class ClientConnection(_Endpoint):
                     rows = decode.rows_from_tag(tag)
                     finish(h, "ok", tag=tag, rows=self.rows if rows is None else rows)
                 self.rows = 0
-            elif kind == m.PARSE_COMPLETE:
+            elif kind in _ACKS:
                 tracker.complete()
+            elif kind in _DESCRIPTIONS:
+                if isinstance(tracker.head(), PendingDescribe):
+                    tracker.complete()
+            elif kind == _COPY_IN_RESPONSE:
+                head = tracker.head()
+                if isinstance(head, StatementRecord) and head.protocol == "extended":
+                    tracker.unsync(self.copy_syncs)  # the server ignores the Syncs sent after this Execute
+                    self.copy_syncs = 0
+                    self.copy_in = not self.copy_closed
             elif kind == m.ERROR_RESPONSE:
                 failed, skipped = tracker.error()
+                self._undo([failed, *skipped] if failed is not None else skipped)
                 if isinstance(failed, Refusal):
                     frame = failed.frame  # noqa: PLW2901 - the client gets the gateway's error, not the stand-in's
                 else:
@@ -633,7 +715,9 @@ class ClientConnection(_Endpoint):
                         finish(h, "skipped")
                 self.rows = 0
             elif kind == m.READY_FOR_QUERY:
-                for h in tracker.ready():
+                left = tracker.ready()
+                self._undo(left)
+                for h in left:
                     if isinstance(h, StatementRecord):
                         finish(h, "skipped")
             elif kind in _COMPLETIONS:
@@ -659,11 +743,16 @@ class ClientConnection(_Endpoint):
         if isinstance(failed, StatementRecord):
             self.pipeline.finish(failed, "error", sqlstate=err.code, message=err.message)
         elif isinstance(failed, PendingParse):
-            rest: list[Handle] = [h for h in skipped if not isinstance(h, PendingParse)]
+            rest: list[Handle] = [h for h in skipped if not isinstance(h, _PENDING)]
             if rest and isinstance(rest[0], StatementRecord) and rest[0].info == single_statement(failed.text):
                 self.pipeline.finish(rest[0], "error", sqlstate=err.code, message=err.message)
                 return rest[1:]
             self.pipeline.record_error(self.session, "extended", failed.text, err.code, err.message)
+        elif isinstance(failed, PendingBind) and any(isinstance(h, StatementRecord) for h in skipped):
+            # the Bind failed (a bad parameter, or an error planning with it): so did its Execute
+            first = next(h for h in skipped if isinstance(h, StatementRecord))
+            self.pipeline.finish(first, "error", sqlstate=err.code, message=err.message)
+            return [h for h in skipped if h is not first]
         elif not self.upstream_fatal:
             # An error that follows no statement: a commit failing at Sync (deferred constraints), or a Bind,
             # Describe or Close the server rejected.
@@ -690,10 +779,16 @@ _CLIENT_HANDLED: dict[int, Callable[[ClientConnection, bytes], bytes | None]] = 
     m.BIND: ClientConnection._on_bind,
     m.EXECUTE: ClientConnection._on_execute,
     m.CLOSE: ClientConnection._on_close,
+    m.DESCRIBE: ClientConnection._on_describe,
+    m.COPY_DONE: ClientConnection._on_copy_end,
+    m.COPY_FAIL: ClientConnection._on_copy_end,
     m.SYNC: ClientConnection._on_sync,
     m.FUNCTION_CALL: ClientConnection._on_function_call,
     m.TERMINATE: ClientConnection._on_terminate,
 }
+_ACKS = frozenset({m.PARSE_COMPLETE, ord("2"), ord("3")})  # ParseComplete, BindComplete, CloseComplete
+_DESCRIPTIONS = frozenset({m.ROW_DESCRIPTION, ord("n")})  # RowDescription, NoData: a Describe's last answer
+_COPY_IN_RESPONSE = ord("G")
 _COMPLETIONS = {m.EMPTY_QUERY_RESPONSE: "EMPTY", m.PORTAL_SUSPENDED: "SUSPENDED", ord("V"): "FUNCTION CALL"}
 
 
@@ -705,26 +800,33 @@ class PostgresFrontend:
         self.pipeline = pipeline
         self.ssl_context = ssl_context
         self.clients: set[ClientConnection] = set()
-        self.cancel_keys: dict[int, CancelTarget] = {}
+        self.cancel_keys: dict[int, list[CancelTarget]] = {}
 
     def protocol(self) -> ClientConnection:
         return ClientConnection(self)
 
     def register_cancel(self, conn: PostgresConnection, upstream_key: tuple[int, int]) -> tuple[int, int]:
-        """A gateway-local BackendKeyData for the client; the upstream's real key never leaves the gateway."""
-        while True:
-            pid = secrets.randbelow(2**31 - 2) + 1
-            if pid not in self.cancel_keys:
-                break
+        """The client's BackendKeyData: the upstream's real pid (which pg_backend_pid() and notifications show
+        anyway) with a secret of the gateway's own; the upstream's real secret never leaves the gateway."""
+        pid = upstream_key[0]
         secret = secrets.randbits(32) - 2**31
-        self.cancel_keys[pid] = CancelTarget(secret, conn.host, conn.port, *upstream_key)
+        self.cancel_keys.setdefault(pid, []).append(CancelTarget(secret, conn.host, conn.port, *upstream_key))
         return pid, secret
 
+    def unregister_cancel(self, pid: int, secret: int) -> None:
+        left = [t for t in self.cancel_keys.get(pid, []) if t.secret != secret]
+        if left:
+            self.cancel_keys[pid] = left
+        else:
+            self.cancel_keys.pop(pid, None)
+
     async def cancel(self, pid: int, secret: int) -> None:
-        target = self.cancel_keys.get(pid)
-        if target is None or not hmac.compare_digest(
-            target.secret.to_bytes(4, "big", signed=True), secret.to_bytes(4, "big", signed=True)
-        ):
+        given = secret.to_bytes(4, "big", signed=True)
+        target = None
+        for t in self.cancel_keys.get(pid, []):  # two upstreams may have a backend of the same pid
+            if hmac.compare_digest(t.secret.to_bytes(4, "big", signed=True), given):
+                target = t
+        if target is None:
             log.warning("ignored a cancel request with an unknown key")
             return
         with contextlib.suppress(OSError, TimeoutError):

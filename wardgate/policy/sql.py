@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 from pglast import parser as pg
 
@@ -158,3 +159,47 @@ def _classify_shape(shape: str) -> StatementInfo | None:
     if len(parsed) != 1:
         return None
     return StatementInfo(_kind(type(parsed[0].stmt).__name__), shape)
+
+
+def prepared_names(text: str) -> list[tuple[str, str | None, str | None]]:
+    """What a query string does to SQL-level prepared statements, in order.
+
+    ``("prepare", name, inner_text)`` for ``PREPARE name [(types)] AS inner``; ``("deallocate", name, None)``
+    (name None for ALL) for ``DEALLOCATE``; ``("deallocate", None, None)`` for ``DISCARD ALL``. The protocol
+    can Bind such a statement by name, so the gateway must know its text to judge and record what runs.
+    """
+    try:
+        pieces = pg.split(text)
+    except pg.ParseError:
+        return []
+    ops: list[tuple[str, str | None, str | None]] = []
+    for piece in pieces:
+        try:
+            (raw,) = pg.parse_sql(piece)
+        except (pg.ParseError, ValueError):
+            continue
+        node: Any = raw.stmt  # pglast's node classes are generated; their fields are not typed
+        kind = type(node).__name__
+        if kind == "PrepareStmt":
+            inner = _after_as(piece)
+            if inner is not None:
+                ops.append(("prepare", node.name, inner))
+        elif kind == "DeallocateStmt":
+            ops.append(("deallocate", node.name, None))
+        elif kind == "DiscardStmt" and getattr(node.target, "name", "") == "DISCARD_ALL":
+            ops.append(("deallocate", None, None))
+    return ops
+
+
+def _after_as(prepare: str) -> str | None:
+    """The text of ``inner`` in ``PREPARE name [(types)] AS inner``: everything after the first top-level AS."""
+    depth = 0
+    tokens = pg.scan(prepare)
+    for i, tok in enumerate(tokens):
+        if tok.name == "ASCII_40":
+            depth += 1
+        elif tok.name == "ASCII_41":
+            depth -= 1
+        elif tok.name == "AS" and depth == 0 and i + 1 < len(tokens):
+            return prepare[tokens[i + 1].start :].strip()
+    return None

@@ -20,7 +20,9 @@ class ExchangeTracker(Generic[H]):
 
     def __init__(self) -> None:
         self.statements: dict[str, str] = {}
-        self.portals: dict[str, tuple[str, Params]] = {}
+        # A portal's statement text, or None when its statement was not prepared through the protocol
+        # (SQL PREPARE): the gateway then does not know the text from the protocol alone.
+        self.portals: dict[str, tuple[str | None, Params]] = {}
         # Batches of statements awaiting answers, oldest first; the last one is still open (no Sync yet).
         self._batches: deque[deque[H]] = deque([deque()])
 
@@ -30,10 +32,10 @@ class ExchangeTracker(Generic[H]):
         self.statements[name] = text
 
     def bind(self, portal: str, statement: str, params: Params) -> None:
-        self.portals[portal] = (self.statements.get(statement, ""), params)
+        self.portals[portal] = (self.statements.get(statement), params)
 
-    def portal(self, name: str) -> tuple[str, Params]:
-        return self.portals.get(name, ("", ()))
+    def portal(self, name: str) -> tuple[str | None, Params]:
+        return self.portals.get(name, (None, ()))
 
     def close(self, kind: str, name: str) -> None:
         (self.statements if kind == "S" else self.portals).pop(name, None)
@@ -52,6 +54,18 @@ class ExchangeTracker(Generic[H]):
         self.sync()
 
     # --- what the server answers ------------------------------------------------------------------------------
+
+    def head(self) -> H | None:
+        head = self._batches[0]
+        return head[0] if head else None
+
+    def unsync(self, n: int) -> None:
+        """The server ignored ``n`` Syncs (sent while it was in copy-in mode): forget those batch boundaries."""
+        for _ in range(n):
+            if len(self._batches) > 1:
+                nxt = self._batches[1]
+                del self._batches[1]
+                self._batches[0].extend(nxt)
 
     def complete(self) -> H | None:
         """CommandComplete, EmptyQueryResponse, PortalSuspended or FunctionCallResponse: the head finished."""
