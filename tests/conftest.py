@@ -233,3 +233,22 @@ def login_error(gw: Gateway, user: str, password: str, dbname: str = "app", tls:
         raise AssertionError(f"login as {user} unexpectedly succeeded")
 
     return asyncio.run(attempt())
+
+
+def recorded(gateway: Gateway, user: str, sessions: int = 1) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The most recent ended session of ``user`` and its statements, once every audit write is in."""
+    store = gateway.store()
+
+    def ended() -> list[dict[str, Any]]:
+        rows = store.sessions(user=user)
+        return rows if len(rows) == sessions and all(s["ended_at"] for s in rows) else []
+
+    rows = flush_wait(ended)
+    assert len(rows) == sessions, f"expected {sessions} ended session(s) of {user}: {store.sessions(user=user)}"
+    s = rows[0]
+    assert s["user"] == user and s["connection"] == "app" and s["protocol"] == "postgres"
+    # the clients in these tests end with a Terminate message; the upstream closing in answer to it is no failure
+    assert s["end_reason"] == "client terminated", s["end_reason"]
+    stmts = store.statements(s["id"])
+    assert [st["seq"] for st in stmts] == list(range(1, len(stmts) + 1)), "a statement record is missing"
+    return s, stmts

@@ -25,7 +25,7 @@ import pytest
 from psycopg import errors
 from psycopg.types.json import Jsonb
 
-from tests.conftest import PG_HOST, PG_PORT, Gateway, UpstreamDB, flush_wait
+from tests.conftest import PG_HOST, PG_PORT, Gateway, UpstreamDB, flush_wait, recorded
 
 EMAIL = "c7@example.com"
 CARD = "4111111111111111"
@@ -35,25 +35,6 @@ COLUMNS = "id, name, email, card_number, balance, active, joined, tags, profile"
 
 def new_user(prefix: str) -> str:
     return f"{prefix}-{secrets.token_hex(3)}"
-
-
-def recorded(gateway: Gateway, user: str, sessions: int = 1) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The most recent ended session of ``user`` and its statements, once every audit write is in."""
-    store = gateway.store()
-
-    def ended() -> list[dict[str, Any]]:
-        rows = store.sessions(user=user)
-        return rows if len(rows) == sessions and all(s["ended_at"] for s in rows) else []
-
-    rows = flush_wait(ended)
-    assert len(rows) == sessions, f"expected {sessions} ended session(s) of {user}: {store.sessions(user=user)}"
-    s = rows[0]
-    assert s["user"] == user and s["connection"] == "app" and s["protocol"] == "postgres"
-    # every client here ends with a Terminate message; the upstream closing in answer to it is no failure
-    assert s["end_reason"] == "client terminated", s["end_reason"]
-    stmts = store.statements(s["id"])
-    assert [st["seq"] for st in stmts] == list(range(1, len(stmts) + 1)), "a statement record is missing"
-    return s, stmts
 
 
 def assert_clean(stmts: list[dict[str, Any]], *values: str) -> None:

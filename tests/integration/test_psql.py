@@ -13,7 +13,7 @@ import subprocess
 from dataclasses import dataclass
 from typing import Any
 
-from tests.conftest import PG_HOST, PG_PORT, Gateway, UpstreamDB, flush_wait
+from tests.conftest import PG_HOST, PG_PORT, Gateway, UpstreamDB, recorded
 
 PSQL = "/usr/bin/psql"
 EMAIL = "c7@example.com"
@@ -61,23 +61,6 @@ def both(gateway: Gateway, upstream: UpstreamDB, user: str, *args: str, stdin: s
     assert via.err == direct.err
     assert via.out == direct.out
     return via
-
-
-def recorded(gateway: Gateway, user: str, sessions: int = 1) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The (most recent) ended session of ``user`` and its statements, once every audit write is in."""
-    store = gateway.store()
-
-    def ended() -> list[dict[str, Any]]:
-        rows = store.sessions(user=user)
-        return rows if len(rows) == sessions and all(s["ended_at"] for s in rows) else []
-
-    rows = flush_wait(ended)
-    assert len(rows) == sessions, f"expected {sessions} ended session(s) for {user}: {store.sessions(user=user)}"
-    s = rows[0]
-    assert s["user"] == user and s["connection"] == "app" and s["protocol"] == "postgres"
-    # psql ends with a Terminate message; the upstream closing in answer to it is no failure
-    assert s["end_reason"] == "client terminated", s["end_reason"]
-    return s, store.statements(s["id"])
 
 
 def assert_clean(stmts: list[dict[str, Any]], *secrets_: str) -> None:
