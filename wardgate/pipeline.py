@@ -318,23 +318,24 @@ class Pipeline:
         message: str | None = None,
     ) -> None:
         duration = (time.perf_counter() - rec.t0) * 1000.0
+        # Positional, in INSERT_COLUMNS["statements"] order: this runs for every statement.
         self.recorder.record(
             Write(
                 "statements",
-                {
-                    "session_id": rec.session.id,
-                    "seq": rec.seq,
-                    "started_at": rec.started_at,
-                    "protocol": rec.protocol,
-                    "kind": rec.info.kind,
-                    "text": rec.info.redacted,
-                    "param_count": rec.param_count,
-                    "status": status,
-                    "command_tag": tag,
-                    "row_count": rows,
-                    "sqlstate": sqlstate,
-                    "error_message": safe_error_message(sqlstate, message),
-                    "duration_ms": round(duration, 3),
-                },
+                (
+                    rec.session.id,
+                    rec.seq,
+                    rec.started_at,
+                    rec.protocol,
+                    rec.info.kind,
+                    rec.info.redacted,
+                    rec.param_count,
+                    status,
+                    tag,
+                    rows,
+                    sqlstate,
+                    safe_error_message(sqlstate, message),
+                    round(duration, 3),
+                ),
             )
         )

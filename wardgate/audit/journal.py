@@ -1,41 +1,64 @@
 """An append-only journal file: the audit record is durable here before the client hears of the statement.
 
-Writing one line per batch with ``os.write`` costs a few microseconds and survives a crash of the gateway process
-(the bytes are in the kernel); with ``fsync`` it also survives a crash of the machine, at the price of a disk
-flush per batch. The store is filled from memory by the recorder's thread; the journal only matters after a
-crash, when ``replay`` hands the records the store never got to the next start.
+Writing one batch with ``os.write`` costs a few microseconds and survives a crash of the gateway process (the
+bytes are in the kernel); with ``fsync`` it also survives a crash of the machine, at the price of a disk flush
+per batch. The shipper process (``shipper.py``) tails the journal into the store.
+
+A record is ``length (u32) | crc32 (u32) | marshal((table, key, values))``: marshal is the fastest encoder of
+plain tuples the standard library has (about 1 us a record, JSON about 10), and the CRC means a torn or damaged
+tail is recognised, never decoded. The journal is transient (shipped within milliseconds) and private (mode
+0600), so marshal's lack of a cross-version promise and of defences against hostile input does not matter here.
 """
 
 from __future__ import annotations
 
 import fcntl
-import json
+import marshal
 import os
+import struct
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 from ..store.db import Write
 
 SUFFIX = ".journal"
+_HEAD = struct.Struct("!II")
+
+
+class JournalCorrupt(Exception):
+    """A complete record whose checksum does not match: the journal was damaged."""
 
 
 def encode(writes: list[Write]) -> bytes:
-    return b"".join(
-        json.dumps([w.table, w.key, w.values], separators=(",", ":"), ensure_ascii=False).encode("utf-8") + b"\n"
-        for w in writes
-    )
+    out = []
+    pack = _HEAD.pack
+    for w in writes:
+        payload = marshal.dumps((w.table, w.key, w.values))
+        out.append(pack(len(payload), zlib.crc32(payload)))
+        out.append(payload)
+    return b"".join(out)
 
 
-def decode_line(line: bytes) -> Write:
-    table, key, values = json.loads(line)
-    return Write(str(table), _dict(values), key if key is None else str(key))
-
-
-def _dict(v: Any) -> dict[str, Any]:
-    if not isinstance(v, dict):
-        raise ValueError("journal record values must be an object")
-    return v
+def decode(data: bytes | bytearray, start: int = 0, limit: int = 5000) -> tuple[list[Write], int]:
+    """Up to ``limit`` complete records in ``data`` from ``start``, and the offset just past the last one."""
+    writes: list[Write] = []
+    pos = start
+    end = len(data)
+    while end - pos >= 8 and len(writes) < limit:
+        size, crc = _HEAD.unpack_from(data, pos)
+        if end - pos - 8 < size:
+            break  # the rest of this record has not been written (yet)
+        payload = bytes(data[pos + 8 : pos + 8 + size])
+        if zlib.crc32(payload) != crc:
+            raise JournalCorrupt(f"record at offset {pos} fails its checksum")
+        try:
+            table, key, values = marshal.loads(payload)  # noqa: S302 - our own 0600 file, checksummed
+        except (ValueError, EOFError, TypeError) as exc:
+            raise JournalCorrupt(f"record at offset {pos} cannot be decoded: {exc}") from None
+        writes.append(Write(table, values, key))
+        pos += 8 + size
+    return writes, pos
 
 
 class Journal:

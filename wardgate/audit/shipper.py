@@ -19,8 +19,7 @@ import time
 from pathlib import Path
 
 from ..store import Store, StoreError
-from ..store.db import Write
-from .journal import decode_line
+from .journal import JournalCorrupt, decode
 
 log = logging.getLogger("wardgate.audit.shipper")
 STORE_ENV = "WARDGATE_SHIPPER_STORE"
@@ -37,29 +36,20 @@ class Shipper:
         self.offset = store.journal_offset(self.name)
         self._fh = open(path, "rb")  # noqa: SIM115 - held for the shipper's life
         self._fh.seek(self.offset)
-        self._pending = b""
+        self._pending = bytearray()
 
     def ship_available(self) -> int:
-        """Write every complete record now in the journal; return how many. Raises StoreError."""
+        """Write every complete record now in the journal; return how many. Raises StoreError, JournalCorrupt."""
         self._pending += self._fh.read()
         shipped = 0
         while True:
-            end = self._pending.rfind(b"\n", 0, None) + 1
-            if not end:
+            writes, consumed = decode(self._pending)
+            if not writes:
                 return shipped
-            lines = self._pending[:end].split(b"\n")[:-1]
-            writes: list[Write] = []
-            consumed = 0
-            for line in lines[: self.batch_size]:
-                consumed += len(line) + 1
-                if line:
-                    writes.append(decode_line(line))
             self.store.write(writes, (self.name, self.offset + consumed))
             self.offset += consumed
-            self._pending = self._pending[consumed:]
+            del self._pending[:consumed]
             shipped += len(writes)
-            if len(lines) <= self.batch_size:
-                return shipped
 
     def close(self) -> None:
         self._fh.close()
@@ -105,6 +95,9 @@ def main(argv: list[str] | None = None) -> int:
             if failing:
                 log.warning("audit store writable again")
             failing, backoff = False, 0.2
+        except JournalCorrupt as exc:
+            log.error("the audit journal %s is damaged (%s); it is kept for inspection", args.journal, exc)
+            return 3
         except StoreError as exc:
             if not failing:
                 log.error("audit store write failed, retrying: %s", exc)

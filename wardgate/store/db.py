@@ -51,10 +51,14 @@ def now() -> datetime:
 
 @dataclass(frozen=True)
 class Write:
-    """One queued write for the audit recorder: an insert or an update by primary key."""
+    """One audit write: an insert or an update by primary key.
+
+    ``values`` is a dict of columns, or, for inserts on the hot path, a tuple in the order of
+    ``INSERT_COLUMNS[table]`` (no per-record dict to build and encode).
+    """
 
     table: str
-    values: dict[str, Any]
+    values: dict[str, Any] | tuple[Any, ...]
     key: str | None = None  # set for updates: the primary-key column to match
 
 
@@ -145,10 +149,10 @@ class Store:
 
     def _apply(self, cur: Any, writes: Iterable[Write]) -> None:
         """Run writes in order; consecutive inserts into one table go as one executemany."""
-        run: list[dict[str, Any]] = []
+        run: list[dict[str, Any] | tuple[Any, ...]] = []
         run_table = ""
         for w in writes:
-            if w.key is None and w.table == run_table:
+            if w.key is None and w.table == run_table and type(w.values) is type(run[0]):
                 run.append(w.values)
                 continue
             if run:
@@ -157,6 +161,7 @@ class Store:
             if w.key is None:
                 run, run_table = [w.values], w.table
             else:
+                assert isinstance(w.values, dict), "updates name their columns"
                 times = _TIME_COLUMNS.get(w.table, ())
                 sets = [c for c in w.values if c != w.key]
                 params = [self._time_value(w.values[c]) if c in times else w.values[c] for c in sets]
@@ -164,11 +169,24 @@ class Store:
         if run:
             self._insert_many(cur, run_table, run)
 
-    def _insert_many(self, cur: Any, table_name: str, rows: list[dict[str, Any]]) -> None:
-        columns = tuple(rows[0])
+    def _insert_many(self, cur: Any, table_name: str, rows: list[dict[str, Any] | tuple[Any, ...]]) -> None:
         times = _TIME_COLUMNS.get(table_name, ())
         convert = self._time_value
-        params = [tuple(convert(r[c]) if c in times else r[c] for c in columns) for r in rows]
+        first = rows[0]
+        if isinstance(first, tuple):
+            columns = INSERT_COLUMNS[table_name]
+            slots = [i for i, c in enumerate(columns) if c in times]
+            params: list[tuple[Any, ...]] = []
+            for r in rows:
+                if slots:
+                    lst = list(r)
+                    for i in slots:
+                        lst[i] = convert(lst[i])
+                    r = tuple(lst)  # noqa: PLW2901
+                params.append(r)  # type: ignore[arg-type]
+        else:
+            columns = tuple(first)
+            params = [tuple(convert(r[c]) if c in times else r[c] for c in columns) for r in rows]  # type: ignore[call-overload]
         cur.executemany(self._sql(("insert", table_name, columns, None)), params)
 
     def _time_value(self, v: Any) -> Any:
@@ -313,6 +331,12 @@ def _as_datetime(v: Any) -> datetime | None:
         return v
     return datetime.fromtimestamp(float(v), UTC)
 
+
+# The column order of positional (tuple) inserts: every column but an autoincrement key.
+INSERT_COLUMNS = {
+    t.name: tuple(c.name for c in t.columns if not (c.primary_key and c.autoincrement is True))
+    for t in schema.metadata.tables.values()
+}
 
 # Columns whose records carry epoch seconds (cheap to make and to journal) and the store keeps as timestamps.
 _TIME_COLUMNS = {
