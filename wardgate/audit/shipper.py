@@ -67,7 +67,7 @@ def drain(store: Store, path: Path) -> int:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="wardgate-audit-shipper")
     ap.add_argument("--journal", type=Path, required=True)
-    ap.add_argument("--interval", type=float, default=0.005, help="seconds between looks when idle")
+    ap.add_argument("--interval", type=float, default=0.05, help="seconds between looks when idle")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     url = os.environ.get(STORE_ENV)
