@@ -40,6 +40,11 @@ def token_service(config: Config, store: Store) -> TokenService:
 
 
 async def serve(config: Config, store: Store) -> None:
+    # Signals first: a stop asked for during start-up must still shut down cleanly (journal, shipper).
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
     host, port = parse_host_port(config.listen.postgres)
     ssl_ctx = None
     if config.tls_enabled:
@@ -53,18 +58,18 @@ async def serve(config: Config, store: Store) -> None:
     replay_journals(store, journal_dir)
     journal = Journal(journal_dir, journal_name(pipeline_id), fsync=config.audit.fsync)
     recorder = Recorder(store, journal)
-    recorder.start()
     pipeline = Pipeline(config, recorder, [tokens], pipeline_id)
     frontend = PostgresFrontend(config, pipeline, ssl_ctx)
-    loop = asyncio.get_running_loop()
-    server = await loop.create_server(frontend.protocol, host, port, reuse_address=True, backlog=1024)
     # Everything built so far (config, parser tables, SQLAlchemy metadata) lives as long as the process: move it
     # out of the collector's sight so that collections on the hot path only scan what the relay allocates.
     gc.collect()
     gc.freeze()
-    stop = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    recorder.start()
+    try:
+        server = await loop.create_server(frontend.protocol, host, port, reuse_address=True, backlog=1024)
+    except BaseException:
+        recorder.stop(timeout=5)
+        raise
     bound = ", ".join(f"{s.getsockname()[0]}:{s.getsockname()[1]}" for s in server.sockets)
     log.info(
         "wardgate %s listening for PostgreSQL clients on %s (%s); store %s; connections: %s",
