@@ -106,3 +106,21 @@ def test_startup_decoder_rejects_garbage_cleanly(body: bytes) -> None:
     packet = struct.pack("!i", len(body) + 4) + body
     with contextlib.suppress(ProtocolViolation):
         decode.startup_packet(packet)
+
+
+@given(bodies, st.lists(st.integers(min_value=1, max_value=50), min_size=1, max_size=30))
+def test_runs_of_rows_cover_the_stream_under_any_chunking(messages: list[tuple[bytes, bytes]], cuts: list[int]) -> None:
+    stream = b"".join(_frame(k, b) for k, b in messages)
+    reader = FrameReader(1 << 20)
+    got: list[tuple[int, bytes, int]] = []
+    pos = 0
+    i = 0
+    while pos < len(stream):
+        step = cuts[i % len(cuts)]
+        got.extend(reader.feed_runs(stream[pos : pos + step], ord("D")))
+        pos += step
+        i += 1
+    assert b"".join(chunk for _, chunk, _ in got) == stream
+    assert sum(n for _, _, n in got) == len(messages)
+    assert [k for k, _, _ in got if k != ord("D")] == [k[0] for k, _ in messages if k != b"D"]
+    assert all(n == 1 for k, _, n in got if k != ord("D"))

@@ -656,7 +656,7 @@ class ClientConnection(_Endpoint):
     def from_upstream(self, data: bytes) -> None:
         assert self.upstream is not None
         try:
-            out = self._answers(self.upstream.reader.feed(data))
+            out = self._answers(self.upstream.reader.feed_runs(data, m.DATA_ROW))
             if self.pipeline.recorder.staged:
                 self.pipeline.commit()  # the records are durable before the client hears of the statements
         except AuditUnavailable as exc:
@@ -677,14 +677,14 @@ class ClientConnection(_Endpoint):
         if out:
             self.write(out[0] if len(out) == 1 else b"".join(out))
 
-    def _answers(self, frames: list[tuple[int, bytes]]) -> list[bytes]:
+    def _answers(self, frames: list[tuple[int, bytes, int]]) -> list[bytes]:
         """Pair the server's answers with their statements and settle them; return the frames for the client."""
         out = []
         tracker = self.tracker
         finish = self.pipeline.finish
-        for kind, frame in frames:
-            if kind == m.DATA_ROW:  # by far the most frequent: keep its path short
-                self.rows += 1
+        for kind, frame, count in frames:
+            if kind == m.DATA_ROW:  # a run of result rows, relayed as one piece
+                self.rows += count
             elif kind == m.COMMAND_COMPLETE:
                 h = tracker.complete()
                 if isinstance(h, StatementRecord):
