@@ -20,6 +20,12 @@ class ProtocolViolation(Exception):
     """The peer sent bytes that are not a valid message; the connection must be closed (SQLSTATE 08P01)."""
 
 
+def _bad_length(kind: int, length: int, limit: int) -> ProtocolViolation:
+    if length < 4:
+        return ProtocolViolation(f"invalid message length {length} for message type {chr(kind)!r}")
+    return ProtocolViolation(f"message of {length} bytes exceeds the limit of {limit} bytes")
+
+
 class FrameReader:
     """Accumulates bytes and yields whole typed frames.
 
@@ -57,11 +63,7 @@ class FrameReader:
             (length,) = unpack(buf, pos + 1)
             if length < 4 or length > limit:
                 self._buf = bytearray()
-                raise ProtocolViolation(
-                    f"invalid message length {length} for message type {chr(buf[pos])!r}"
-                    if length < 4
-                    else f"message of {length} bytes exceeds the limit of {limit} bytes"
-                )
+                raise _bad_length(buf[pos], length, limit)
             stop = pos + 1 + length
             if stop > end:
                 break
@@ -96,11 +98,7 @@ class FrameReader:
             (length,) = unpack(buf, pos + 1)
             if length < 4 or length > limit:
                 self._buf = bytearray()
-                raise ProtocolViolation(
-                    f"invalid message length {length} for message type {chr(buf[pos])!r}"
-                    if length < 4
-                    else f"message of {length} bytes exceeds the limit of {limit} bytes"
-                )
+                raise _bad_length(buf[pos], length, limit)
             stop = pos + 1 + length
             if stop > end:
                 break
