@@ -106,3 +106,38 @@ def test_audit_events_command(gateway: Gateway) -> None:
     rows = json.loads(gateway.cli("audit", "events", "--kind", "auth_failed", "--json").stdout)
     assert any(r["subject"] == "cli-intruder" for r in rows)
     assert "guess" not in json.dumps(rows)
+
+
+def test_serve_flags_and_environment_override_the_file(gateway: Gateway, tmp_path: Path) -> None:
+    """Several gateways side by side from one config file: --store/--listen-postgres or WARDGATE_* win."""
+    import os
+    import signal
+
+    import psycopg
+
+    from tests.conftest import free_port, wait_listening
+
+    port = free_port()
+    store_url = f"sqlite:///{tmp_path / 'side.db'}"
+    log_path = tmp_path / "side.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([*WARDGATE, "serve", "-c", str(gateway.config_path), "--listen-postgres",
+                                 f"127.0.0.1:{port}"], stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path,
+                                env={**os.environ, "WARDGATE_STORE": store_url})
+    try:
+        wait_listening(port, proc, log_path)
+        env = {"WARDGATE_STORE": store_url}
+        token = _run("token", "create", "-c", str(gateway.config_path), "--user", "side-user", env=env).stdout.strip()
+        dsn = gateway.dsn("side-user", token).replace(f"port='{gateway.port}'", f"port='{port}'")
+        with psycopg.connect(dsn) as conn:
+            assert conn.execute("select 7").fetchone() == (7,)
+        # The token lives in the side store only: the file's own gateway does not know it.
+        res = _run("token", "list", "-c", str(gateway.config_path), "--store", store_url, "--json")
+        assert [t["subject"] for t in json.loads(res.stdout)] == ["side-user"]
+        assert "side-user" not in _run("token", "list", "-c", str(gateway.config_path), "--json").stdout
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=15)
+    assert "127.0.0.1:" + str(port) in log_path.read_text()
+    sessions = json.loads(_run("sessions", "list", "-c", str(gateway.config_path), "--json", env=env).stdout)
+    assert [s["user"] for s in sessions] == ["side-user"]
