@@ -205,6 +205,10 @@ class Pipeline:
             raise SessionRefused("08004", "wardgate cannot verify tokens right now (store unavailable)") from None
         return identity
 
+    def application_name_changed(self, session: Session, name: str) -> None:
+        """Clients such as pgjdbc name themselves with SET after login; the session record follows."""
+        self.recorder.record(Write("sessions", {"id": session.id, "application_name": name[:256]}, key="id"))
+
     def end_session(self, session: Session, reason: str, bytes_from_client: int, bytes_to_client: int) -> None:
         if session.ended:
             return

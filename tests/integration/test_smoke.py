@@ -20,3 +20,13 @@ def test_query_through_gateway_is_recorded(gateway: Gateway, upstream: UpstreamD
     texts = [st["text"] for st in stmts]
     assert "SELECT count(*) FROM customers WHERE id <= $1" in texts
     assert token not in gateway.log()
+
+
+def test_application_name_set_after_login_is_recorded(gateway: Gateway) -> None:
+    token = gateway.token("renamer")
+    with psycopg.connect(gateway.dsn("renamer", token), application_name="first", autocommit=True) as conn:
+        conn.execute("SET application_name = 'second'")
+        conn.execute("select 1")
+    store = gateway.store()
+    (session,) = flush_wait(lambda: [s for s in store.sessions(user="renamer") if s["ended_at"]])
+    assert session["application_name"] == "second"

@@ -714,6 +714,10 @@ class ClientConnection(_Endpoint):
                     if isinstance(h, StatementRecord):
                         finish(h, "skipped")
                 self.rows = 0
+            elif kind == m.PARAMETER_STATUS:
+                name, value = decode.parameter_status(frame)
+                if name == "application_name" and self.session is not None:
+                    self.pipeline.application_name_changed(self.session, value)
             elif kind == m.READY_FOR_QUERY:
                 left = tracker.ready()
                 self._undo(left)
