@@ -36,6 +36,7 @@ from ..protocols.postgres import messages as m
 from ..protocols.postgres.auth import UpstreamAuth, UpstreamAuthError
 from ..protocols.postgres.framing import (
     MAX_BACKEND_MESSAGE_BYTES,
+    NO_RUNS,
     FrameReader,
     ProtocolViolation,
     StartupReader,
@@ -534,9 +535,9 @@ class ClientConnection(_Endpoint):
         if up is None or self.session is None:
             return
         try:
-            frames = self.reader.feed(data)
+            frames = self.reader.feed_runs(data, NO_RUNS)
             out = []
-            for kind, frame in frames:
+            for kind, frame, _ in frames:
                 if kind in _CLIENT_HANDLED:
                     replacement = _CLIENT_HANDLED[kind](self, frame)
                     if replacement is not None:

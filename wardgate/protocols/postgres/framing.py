@@ -20,6 +20,9 @@ class ProtocolViolation(Exception):
     """The peer sent bytes that are not a valid message; the connection must be closed (SQLSTATE 08P01)."""
 
 
+NO_RUNS = -1  # a run_type no frame has
+
+
 def _bad_length(kind: int, length: int, limit: int) -> ProtocolViolation:
     if length < 4:
         return ProtocolViolation(f"invalid message length {length} for message type {chr(kind)!r}")
@@ -47,37 +50,11 @@ class FrameReader:
 
     def feed(self, data: bytes) -> list[tuple[int, bytes]]:
         """Add ``data`` and return every frame now complete, in order."""
-        if self._buf:
-            self._buf += data
-            return self._frames(self._buf, copy=True)
-        return self._frames(data, copy=False)
-
-    def _frames(self, buf: bytes | bytearray, copy: bool) -> list[tuple[int, bytes]]:
-        frames: list[tuple[int, bytes]] = []
-        pos = 0
-        end = len(buf)
-        unpack = _U32.unpack_from
-        limit = self.max_message
-        view = memoryview(buf) if copy else None
-        while end - pos >= 5:
-            (length,) = unpack(buf, pos + 1)
-            if length < 4 or length > limit:
-                self._buf = bytearray()
-                raise _bad_length(buf[pos], length, limit)
-            stop = pos + 1 + length
-            if stop > end:
-                break
-            frames.append((buf[pos], bytes(view[pos:stop]) if view is not None else buf[pos:stop]))  # type: ignore[arg-type]
-            pos = stop
-        if view is not None:
-            view.release()
-            del self._buf[:pos]
-        elif pos < end:
-            self._buf = bytearray(buf[pos:])
-        return frames
+        return [(kind, frame) for kind, frame, _ in self.feed_runs(data, NO_RUNS)]
 
     def feed_runs(self, data: bytes, run_type: int) -> list[tuple[int, bytes, int]]:
-        """Like ``feed``, but consecutive frames of ``run_type`` come back as one ``(type, bytes, count)``.
+        """Every frame now complete, as ``(type, bytes, count)``; consecutive frames of ``run_type`` come back
+        as one entry (``NO_RUNS``: none are merged).
 
         A relay passes result rows through untouched; handing them over a run at a time, not a row at a time,
         spares a slice, a tuple and a join per row.
