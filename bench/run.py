@@ -200,7 +200,11 @@ def main() -> None:
     ap.add_argument("--scale", type=int, default=10, help="pgbench scale factor")
     ap.add_argument("--quick", action="store_true", help="2 s runs, 1 repetition (a smoke test of the harness)")
     ap.add_argument("--json", type=Path, help="also write the raw results here")
+    ap.add_argument("--only", help="run only the workloads whose name contains this text (e.g. 'select-only')")
     args = ap.parse_args()
+    workloads = [w for w in WORKLOADS if not args.only or args.only in w.name]
+    if not workloads:
+        raise SystemExit(f"no workload matches {args.only!r}")
     if args.quick:
         args.seconds, args.reps = 2, 1
     work = Path(tempfile.mkdtemp(prefix="wardgate-bench-"))
@@ -218,13 +222,13 @@ def main() -> None:
         results: dict[tuple[str, str], list[dict[str, float]]] = {}
         rnd = random.Random(1)
         for rep in range(args.reps):
-            for w in WORKLOADS:
+            for w in workloads:
                 order = targets[:]
                 rnd.shuffle(order)
                 for t in order:
                     results.setdefault((w.name, t.name), []).append(run_pgbench(t, w, args.seconds, work))
             print(f"repetition {rep + 1}/{args.reps} done", file=sys.stderr)
-        report(results, args)
+        report(results, workloads, args)
     finally:
         for p in procs:
             p.send_signal(signal.SIGTERM)
@@ -236,14 +240,16 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def report(results: dict[tuple[str, str], list[dict[str, float]]], args: argparse.Namespace) -> None:
+def report(
+    results: dict[tuple[str, str], list[dict[str, float]]], workloads: list[Workload], args: argparse.Namespace
+) -> None:
     def med(w: str, t: str, k: str) -> float:
         return statistics.median(r[k] for r in results[(w, t)])
 
     print(f"\n{args.reps} repetitions x {args.seconds} s per run, pgbench scale {args.scale}, medians\n")
     head = ("workload", "target", "TPS", "x direct", "latency ms", "added us", "CPU us/tx", "wardgate/pgbouncer")
     rows = []
-    for w in WORKLOADS:
+    for w in workloads:
         direct_tps = med(w.name, "direct", "tps")
         direct_lat = med(w.name, "direct", "latency_ms")
         for t in ("direct", "pgbouncer", "wardgate"):

@@ -284,13 +284,13 @@ class Pipeline:
             records.append(StatementRecord(session, session.seq, "simple", info, 0, started))
         return records
 
-    def on_execute(self, session: Session, text: str | None, params: tuple[bytes | None, ...]) -> StatementRecord:
-        """An extended-protocol Execute of ``text`` bound to ``params`` (None: a statement the protocol never
-        showed the gateway, e.g. one made with SQL PREPARE)."""
+    def on_execute(self, session: Session, text: str | None, param_count: int) -> StatementRecord:
+        """An extended-protocol Execute of ``text`` bound to ``param_count`` values (``text`` None: a statement
+        the protocol never showed the gateway, e.g. one made with SQL PREPARE)."""
         self._admit()
         info = single_statement(text) if text is not None else _UNKNOWN_STATEMENT
         session.seq += 1
-        return StatementRecord(session, session.seq, "extended", info, len(params), time.time())
+        return StatementRecord(session, session.seq, "extended", info, param_count, time.time())
 
     def on_function_call(self, session: Session, function_oid: int, nargs: int) -> StatementRecord:
         self._admit()

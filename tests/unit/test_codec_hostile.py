@@ -240,7 +240,8 @@ def _only_violations(fn: Callable[[bytes], object], data: bytes) -> None:
 # --- decoders ------------------------------------------------------------------------------------------------
 
 DECODERS: list[Callable[[bytes], object]] = [
-    decode.query, decode.parse, decode.bind, decode.execute, decode.close, decode.function_call, decode.password,
+    decode.query, decode.parse, decode.parse_cached, decode.bind, decode.bind_target, decode.execute, decode.close,
+    decode.function_call, decode.password,
     decode.error_fields, decode.auth_request, decode.parameter_status, decode.backend_key, decode.command_tag,
     decode.ready_status,
 ]
@@ -352,6 +353,22 @@ def test_valid_frames_round_trip(data: st.DataObject) -> None:
 
 
 @FUZZ
+@given(bind_frames())
+def test_bind_target_reads_what_bind_decodes(case: tuple[bytes, Any]) -> None:
+    """The relay's shortcut agrees with the full decoder on every valid Bind."""
+    frame, expected = case
+    assert decode.bind_target(frame) == (expected.portal, expected.statement, len(expected.params))
+
+
+@FUZZ
+@given(parse_frames())
+def test_parse_cached_is_parse(case: tuple[bytes, Any]) -> None:
+    frame, expected = case
+    assert decode.parse_cached(frame) == expected
+    assert decode.parse_cached(frame) == expected  # the second time from the cache
+
+
+@FUZZ
 @given(error_frames())
 def test_error_fields_round_trip(case: tuple[bytes, Any]) -> None:
     frame, fields = case
@@ -414,7 +431,7 @@ def test_relay_path_decodes_what_the_reader_frames(strategy: st.SearchStrategy[t
                                                    data: st.DataObject) -> None:
     """What ClientConnection.relay does: FrameReader, then the decoder for each handled type."""
     handled: dict[int, Callable[[bytes], object]] = {
-        m.QUERY: decode.query, m.PARSE: decode.parse, m.BIND: decode.bind, m.EXECUTE: decode.execute,
+        m.QUERY: decode.query, m.PARSE: decode.parse_cached, m.BIND: decode.bind_target, m.EXECUTE: decode.execute,
         m.CLOSE: decode.close, m.FUNCTION_CALL: decode.function_call, m.PASSWORD: decode.password,
     }
     stream = data.draw(mutated(strategy))

@@ -44,14 +44,14 @@ def test_error_mid_batch_skips_until_sync() -> None:
 def test_statements_and_portals() -> None:
     t: ExchangeTracker[str] = ExchangeTracker()
     t.parse("s", "select $1")
-    t.bind("p", "s", (b"7",))
-    assert t.portal("p") == ("select $1", (b"7",))
+    t.bind("p", "s", 1)
+    assert t.portal("p") == ("select $1", 1)
     t.close("P", "p")
-    assert t.portal("p") == (None, ())
+    assert t.portal("p") == (None, 0)
     t.parse("", "select 2")
-    t.bind("", "", ())
+    t.bind("", "", 0)
     t.query([])  # a simple query destroys the unnamed statement and portal
-    assert t.portal("") == (None, ())
+    assert t.portal("") == (None, 0)
     assert t.statements == {"s": "select $1"}
 
 

@@ -45,19 +45,26 @@ def decode(data: bytes | bytearray, start: int = 0, limit: int = 5000) -> tuple[
     writes: list[Write] = []
     pos = start
     end = len(data)
-    while end - pos >= 8 and len(writes) < limit:
-        size, crc = _HEAD.unpack_from(data, pos)
-        if end - pos - 8 < size:
-            break  # the rest of this record has not been written (yet)
-        payload = bytes(data[pos + 8 : pos + 8 + size])
-        if zlib.crc32(payload) != crc:
-            raise JournalCorrupt(f"record at offset {pos} fails its checksum")
-        try:
-            table, key, values = marshal.loads(payload)  # noqa: S302 - our own 0600 file, checksummed
-        except (ValueError, EOFError, TypeError) as exc:
-            raise JournalCorrupt(f"record at offset {pos} cannot be decoded: {exc}") from None
-        writes.append(Write(table, values, key))
-        pos += 8 + size
+    view = memoryview(data)  # slices of it copy nothing
+    unpack = _HEAD.unpack_from
+    crc32 = zlib.crc32
+    loads = marshal.loads
+    try:
+        while end - pos >= 8 and len(writes) < limit:
+            size, crc = unpack(data, pos)
+            if end - pos - 8 < size:
+                break  # the rest of this record has not been written (yet)
+            payload = view[pos + 8 : pos + 8 + size]
+            if crc32(payload) != crc:
+                raise JournalCorrupt(f"record at offset {pos} fails its checksum")
+            try:
+                table, key, values = loads(payload)  # marshal: our own 0600 file, checksummed
+            except (ValueError, EOFError, TypeError) as exc:
+                raise JournalCorrupt(f"record at offset {pos} cannot be decoded: {exc}") from None
+            writes.append(Write(table, values, key))
+            pos += 8 + size
+    finally:
+        view.release()  # a bytearray cannot grow while a view of it lives
     return writes, pos
 
 

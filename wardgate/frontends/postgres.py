@@ -577,15 +577,14 @@ class ClientConnection(_Endpoint):
         return frame
 
     def _on_parse(self, frame: bytes) -> bytes:
-        p = decode.parse(frame)
+        p = decode.parse_cached(frame)
         previous = self.tracker.statements.get(p.name, _ABSENT)
         self.tracker.parse(p.name, p.query)
         self.tracker.add(PendingParse(p.query, p.name, previous))
         return frame
 
     def _on_bind(self, frame: bytes) -> bytes:
-        b = decode.bind(frame)
-        self.tracker.bind(b.portal, b.statement, b.params)
+        self.tracker.bind(*decode.bind_target(frame))
         self.tracker.add(_BIND)
         return frame
 
@@ -605,9 +604,9 @@ class ClientConnection(_Endpoint):
     def _on_execute(self, frame: bytes) -> bytes:
         assert self.session is not None
         e = decode.execute(frame)
-        text, params = self.tracker.portal(e.portal)
+        text, param_count = self.tracker.portal(e.portal)
         try:
-            rec = self.pipeline.on_execute(self.session, text, params)
+            rec = self.pipeline.on_execute(self.session, text, param_count)
         except StatementRefused as exc:
             self.tracker.add(self._refuse(exc))
             return encode.parse(_REFUSED_NAME, _REFUSED_SQL)

@@ -194,7 +194,9 @@ class Store:
             return v
         dt = _as_datetime(v)
         # SQLite keeps SQLAlchemy's DateTime as this text form; PostgreSQL takes the aware datetime.
-        return dt.strftime("%Y-%m-%d %H:%M:%S.%f") if self.is_sqlite and dt is not None else dt
+        # isoformat is strftime("%Y-%m-%d %H:%M:%S.%f") at half the cost (the shipper converts every record's);
+        # the slice drops the "+00:00" that a UTC datetime adds.
+        return dt.isoformat(" ", "microseconds")[:26] if self.is_sqlite and dt is not None else dt
 
     def _sql(self, key: tuple[str, str, tuple[str, ...], str | None]) -> str:
         """INSERT or UPDATE text for one table and column set, in the driver's own parameter style."""

@@ -185,6 +185,43 @@ def bind(frame: bytes) -> Bind:
     return Bind(portal, statement, formats, tuple(params), result_formats)
 
 
+def bind_target(frame: bytes) -> tuple[str, str, int]:
+    """A Bind's portal, statement and parameter count: all a relay needs of it, without copying any value.
+
+    The parameter values are the server's to check (it rejects a malformed Bind with an error of its own); what
+    is read here is still validated, so a malformed prefix is a ProtocolViolation like everywhere else.
+    """
+    try:
+        nul = frame.index(0, 5)
+        portal = frame[5:nul].decode("utf-8")
+        pos = nul + 1
+        nul = frame.index(0, pos)
+        statement = frame[pos:nul].decode("utf-8")
+        pos = nul + 1
+        pos += 2 + 2 * _count(frame, pos)
+        n = _count(frame, pos)
+    except _MALFORMED as exc:
+        raise ProtocolViolation(f"malformed Bind message: {exc}") from None
+    return portal, statement, n
+
+
+_PARSE_CACHE: dict[bytes, Parse] = {}
+_PARSE_CACHE_ENTRIES = 4096
+_PARSE_CACHE_FRAME = 8192
+
+
+def parse_cached(frame: bytes) -> Parse:
+    """``parse``, remembered by frame: applications send the same few Parse messages over and over."""
+    p = _PARSE_CACHE.get(frame)
+    if p is None:
+        p = parse(frame)
+        if len(frame) <= _PARSE_CACHE_FRAME:
+            if len(_PARSE_CACHE) >= _PARSE_CACHE_ENTRIES:
+                _PARSE_CACHE.clear()
+            _PARSE_CACHE[frame] = p
+    return p
+
+
 def execute(frame: bytes) -> Execute:
     try:
         portal, pos = _cstr(frame, 5)

@@ -12,17 +12,15 @@ from typing import Generic, TypeVar
 
 H = TypeVar("H")
 
-Params = tuple[bytes | None, ...]
-
 
 class ExchangeTracker(Generic[H]):
     __slots__ = ("_batches", "portals", "statements")
 
     def __init__(self) -> None:
         self.statements: dict[str, str] = {}
-        # A portal's statement text, or None when its statement was not prepared through the protocol
-        # (SQL PREPARE): the gateway then does not know the text from the protocol alone.
-        self.portals: dict[str, tuple[str | None, Params]] = {}
+        # A portal's statement text (None when its statement was not prepared through the protocol, e.g. with
+        # SQL PREPARE: the gateway then does not know the text from the protocol alone) and parameter count.
+        self.portals: dict[str, tuple[str | None, int]] = {}
         # Batches of statements awaiting answers, oldest first; the last one is still open (no Sync yet).
         self._batches: deque[deque[H]] = deque([deque()])
 
@@ -31,11 +29,11 @@ class ExchangeTracker(Generic[H]):
     def parse(self, name: str, text: str) -> None:
         self.statements[name] = text
 
-    def bind(self, portal: str, statement: str, params: Params) -> None:
-        self.portals[portal] = (self.statements.get(statement), params)
+    def bind(self, portal: str, statement: str, param_count: int) -> None:
+        self.portals[portal] = (self.statements.get(statement), param_count)
 
-    def portal(self, name: str) -> tuple[str | None, Params]:
-        return self.portals.get(name, (None, ()))
+    def portal(self, name: str) -> tuple[str | None, int]:
+        return self.portals.get(name, (None, 0))
 
     def close(self, kind: str, name: str) -> None:
         (self.statements if kind == "S" else self.portals).pop(name, None)
