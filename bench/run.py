@@ -1,10 +1,10 @@
-"""Benchmark: direct PostgreSQL vs wardgate vs pgbouncer, interleaved in one run, medians and ratios.
+"""Benchmark: direct PostgreSQL vs wardgate vs pgbouncer vs a bare framing relay, interleaved in one run, medians and ratios.
 
-    .venv/bin/python bench/run.py [--seconds 8] [--reps 3] [--scale 10] [--quick]
+    .venv/bin/python bench/run.py [--seconds 8] [--reps 3] [--scale 10] [--quick] [--only TEXT]
 
 Everything runs on this machine: the local PostgreSQL (127.0.0.1:5432, trust), a wardgate process (SQLite store,
-classification and audit on, plaintext listener so that all three paths skip TLS alike) and pgbouncer (session
-mode). Each repetition runs every workload against every target in a shuffled order, so drift in the machine
+classification and audit on, plaintext listener so that all paths skip TLS alike), pgbouncer (session mode) and
+``framing_relay.py``, a Python relay that only frames messages (the floor a Python gateway starts from). Each repetition runs every workload against every target in a shuffled order, so drift in the machine
 affects all targets alike. Reported: median TPS, ratio to direct, median latency, latency added over direct, and
 CPU microseconds per transaction spent in the middle process (gateway with its audit shipper, or pgbouncer).
 """
@@ -163,6 +163,13 @@ def start_wardgate(work: Path, db: str, role: str) -> tuple[subprocess.Popen[byt
     return proc, Target("wardgate", port, "bench", "bench", token, proc.pid)
 
 
+def start_framing_relay(db: str, role: str) -> tuple[subprocess.Popen[bytes], Target]:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, str(ROOT / "bench" / "framing_relay.py"), str(port)])
+    wait_port(port)
+    return proc, Target("framing relay", port, role, db, None, proc.pid)
+
+
 def start_pgbouncer(work: Path, db: str, role: str) -> tuple[subprocess.Popen[bytes], Target]:
     binary = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
     port = free_port()
@@ -218,7 +225,9 @@ def main() -> None:
         pgb_dir.mkdir()
         pb_proc, pb = start_pgbouncer(pgb_dir, db, role)
         procs.append(pb_proc)
-        targets = [Target("direct", 5432, role, db, None, None), pb, gw]
+        fr_proc, fr = start_framing_relay(db, role)
+        procs.append(fr_proc)
+        targets = [Target("direct", 5432, role, db, None, None), pb, fr, gw]
         results: dict[tuple[str, str], list[dict[str, float]]] = {}
         rnd = random.Random(1)
         for rep in range(args.reps):
@@ -247,18 +256,21 @@ def report(
         return statistics.median(r[k] for r in results[(w, t)])
 
     print(f"\n{args.reps} repetitions x {args.seconds} s per run, pgbench scale {args.scale}, medians\n")
-    head = ("workload", "target", "TPS", "x direct", "latency ms", "added us", "CPU us/tx", "wardgate/pgbouncer")
+    head = ("workload", "target", "TPS", "x direct", "latency ms", "added us", "CPU us/tx", "wardgate/pgbouncer",
+            "wardgate/relay")
     rows = []
     for w in workloads:
         direct_tps = med(w.name, "direct", "tps")
         direct_lat = med(w.name, "direct", "latency_ms")
-        for t in ("direct", "pgbouncer", "wardgate"):
+        for t in ("direct", "pgbouncer", "framing relay", "wardgate"):
             tps = med(w.name, t, "tps")
             lat = med(w.name, t, "latency_ms")
-            vs_pgb = f"{tps / med(w.name, 'pgbouncer', 'tps'):.2f}" if t == "wardgate" else ""
+            gw = t == "wardgate"
+            vs_pgb = f"{tps / med(w.name, 'pgbouncer', 'tps'):.2f}" if gw else ""
+            vs_relay = f"{tps / med(w.name, 'framing relay', 'tps'):.2f}" if gw else ""
             cpu = f"{med(w.name, t, 'cpu_us_per_tx'):.0f}" if t != "direct" else ""
             rows.append((w.name, t, f"{tps:,.0f}", f"{tps / direct_tps:.2f}", f"{lat:.3f}",
-                         f"{(lat - direct_lat) * 1000:+.0f}" if t != "direct" else "", cpu, vs_pgb))
+                         f"{(lat - direct_lat) * 1000:+.0f}" if t != "direct" else "", cpu, vs_pgb, vs_relay))
     widths = [max(len(str(r[i])) for r in (head, *rows)) for i in range(len(head))]
     print(" | ".join(h.ljust(n) for h, n in zip(head, widths, strict=True)))
     print("-|-".join("-" * n for n in widths))
