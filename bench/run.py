@@ -1,12 +1,14 @@
-"""Benchmark: direct PostgreSQL vs wardgate vs pgbouncer vs a bare framing relay, interleaved in one run, medians and ratios.
+"""Benchmark: direct PostgreSQL vs wardgate vs pgbouncer vs a bare framing relay, interleaved, medians and ratios.
 
     .venv/bin/python bench/run.py [--seconds 8] [--reps 3] [--scale 10] [--quick] [--only TEXT]
 
 Everything runs on this machine: the local PostgreSQL (127.0.0.1:5432, trust), a wardgate process (SQLite store,
-classification and audit on, plaintext listener so that all paths skip TLS alike), pgbouncer (session mode) and
-``framing_relay.py``, a Python relay that only frames messages (the floor a Python gateway starts from). Each repetition runs every workload against every target in a shuffled order, so drift in the machine
-affects all targets alike. Reported: median TPS, ratio to direct, median latency, latency added over direct, and
-CPU microseconds per transaction spent in the middle process (gateway with its audit shipper, or pgbouncer).
+classification, default rule pack and audit on, plaintext listener so that all paths skip TLS alike), pgbouncer
+(session mode) and ``framing_relay.py``, a Python relay that only frames messages (the floor a Python gateway
+starts from). Each repetition runs every workload against every target in a shuffled order, so drift in the
+machine affects all targets alike. Reported: median TPS, ratio to direct, median latency, latency added over
+direct, and CPU microseconds per transaction spent in the middle process (gateway with its audit shipper,
+pgbouncer, or the relay).
 """
 
 from __future__ import annotations

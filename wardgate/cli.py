@@ -395,6 +395,118 @@ def audit_events(config_path: str | None, store_url: str | None, kind: str | Non
 
 
 @main.group()
+def policy() -> None:
+    """Check what the policy decides, without a database."""
+
+
+@policy.command("check")
+@config_options
+@click.option("--connection", required=True, help="The connection the statement would run on.")
+@click.option("--user", default="policy-check", show_default=True, help="The user (for the record only).")
+@click.option("--groups", default="", help="Comma-separated groups of the user.")
+@click.option("--sql", "text", required=True, help="The query string, as a client would send it.")
+@click.option("--prepared", multiple=True, metavar="NAME=SQL",
+              help="A statement the session has prepared (for EXECUTE NAME); repeatable.")
+@click.option("--explain", is_flag=True, help="Also show every rule in scope and whether it matched.")
+@click.option("--json", "as_json", is_flag=True)
+def policy_check(
+    config_path: str | None,
+    store_url: str | None,
+    connection: str,
+    user: str,
+    groups: str,
+    text: str,
+    prepared: tuple[str, ...],
+    explain: bool,
+    as_json: bool,
+) -> None:
+    """Print the decision for a query string, the rule that made it, and how each statement was classified.
+
+    Exit status: 0 allowed, 1 denied, 3 held for review (2: bad usage or configuration).
+    """
+    from .policy.decide import decide_message, refused
+    from .policy.rules import Policy
+    from .policy.sql import classify
+
+    cfg = _load(config_path, store_url)
+    if connection not in cfg.connections:
+        click.echo(f'wardgate: connection "{connection}" is not in the configuration', err=True)
+        sys.exit(2)
+    names: dict[str, str] = {}
+    for p in prepared:
+        name, sep, body = p.partition("=")
+        if not sep or not name.strip():
+            click.echo(f"wardgate: --prepared wants NAME=SQL, got {p!r}", err=True)
+            sys.exit(2)
+        names[name.strip()] = body
+    group_list = [g.strip() for g in groups.split(",") if g.strip()]
+    rules = Policy(cfg).scope(connection, group_list)
+    infos = classify(text)
+    decisions = decide_message(rules, infos, names)
+    bad = refused(decisions)
+    verdict = decisions[bad][0] if bad >= 0 else (decisions[0][0] if decisions else None)
+    action = verdict.action if verdict else "allow"
+    statements = []
+    for info, (decision, target) in zip(infos, decisions, strict=True):
+        entry: dict[str, Any] = {
+            "text": info.redacted,
+            "kind": info.kind,
+            "kinds": sorted(target.kinds),
+            "reads": list(target.reads),
+            "writes_to": list(target.writes_to),
+            "functions": list(target.functions),
+            "writes": target.writes,
+            "unbounded": sorted(target.unbounded),
+            "decision": decision.action,
+            "rule": decision.rule,
+            "reason": decision.reason,
+        }
+        if info.error:
+            entry["parse_error"] = info.error
+        if target is not info:
+            entry["runs"] = target.redacted
+        if explain:
+            entry["rules"] = [
+                {"rule": r.name, "action": r.action, "matched": r.match.matches(target)} for r in rules.rules
+            ]
+        statements.append(entry)
+    result = {
+        "connection": connection,
+        "user": user,
+        "groups": group_list,
+        "decision": action,
+        "rule": verdict.rule if verdict else "default",
+        "reason": verdict.reason if verdict else "empty query",
+        "statement": bad + 1 if bad >= 0 else None,
+        "statements": statements,
+    }
+    if as_json:
+        _json(result)
+    else:
+        click.echo(f"decision: {action}")
+        click.echo(f"rule: {result['rule']}")
+        click.echo(f"reason: {result['reason']}")
+        if bad >= 0 and len(infos) > 1:
+            click.echo(f"decided by statement {bad + 1} of {len(infos)}; nothing of the message would run")
+        for i, st in enumerate(statements, 1):
+            click.echo(f"\nstatement {i}: {st['text']}")
+            if "runs" in st:
+                click.echo(f"  runs: {st['runs']}")
+            click.echo(f"  kind: {st['kind']} ({', '.join(st['kinds'])})")
+            for key in ("reads", "writes_to", "functions", "unbounded"):
+                if st[key]:
+                    click.echo(f"  {key}: {', '.join(st[key])}")
+            click.echo(f"  writes: {'yes' if st['writes'] else 'no'}")
+            if "parse_error" in st:
+                click.echo(f"  parse error: {st['parse_error']}")
+            click.echo(f"  decision: {st['decision']} (rule {st['rule']}: {st['reason']})")
+            for r in st.get("rules", []):
+                mark = "matches" if r["matched"] else "-"
+                click.echo(f"    {r['action']:6} {r['rule']:28} {mark}")
+    sys.exit({"allow": 0, "deny": 1, "review": 3}[action])
+
+
+@main.group()
 def demo() -> None:
     """The demo dataset behind examples/demo.yaml."""
 

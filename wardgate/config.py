@@ -125,6 +125,7 @@ class PostgresConnection(_Model):
     sslmode: Literal["disable", "require", "verify-full"] = "disable"
     sslrootcert: Path | None = None
     allow_groups: list[str] = Field(default_factory=list)
+    read_only: bool = False
     connect_timeout: Duration = 10.0
     description: str = ""
 
@@ -245,6 +246,62 @@ class LimitsConfig(_Model):
     auth_timeout: Duration = 30.0
 
 
+class RuleMatch(_Model):
+    """What a rule matches; every condition given must hold (a list holds when any of its entries does)."""
+
+    kinds: list[str] = Field(default_factory=list)
+    tables: list[str] = Field(default_factory=list)
+    no_where: bool | None = None
+    writes: bool | None = None
+    functions: list[str] = Field(default_factory=list)
+    regex: str | None = None
+
+    @field_validator("regex")
+    @classmethod
+    def _compiles(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                re.compile(v)
+            except re.error as exc:
+                raise ValueError(f"not a valid regular expression: {exc}") from None
+        return v
+
+    @field_validator("kinds", "tables", "functions")
+    @classmethod
+    def _lower(cls, v: list[str]) -> list[str]:
+        return [x.strip().lower() for x in v]
+
+    @model_validator(mode="after")
+    def _something(self) -> RuleMatch:
+        if not (self.kinds or self.tables or self.functions or self.regex) and self.no_where is None \
+                and self.writes is None:
+            raise ValueError("a rule must match on something: kinds, tables, no_where, writes, functions or regex")
+        return self
+
+
+class RuleConfig(_Model):
+    """A policy rule. Scope: ``connections`` and ``groups`` (empty: all), minus ``except_groups``."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.:-]{0,62}$")
+    action: Literal["allow", "deny", "review"]
+    when: RuleMatch
+    reason: str = ""
+    connections: list[str] = Field(default_factory=list)
+    groups: list[str] = Field(default_factory=list)
+    except_groups: list[str] = Field(default_factory=list)
+
+
+class PolicyConfig(_Model):
+    """The built-in guardrails and the policy-wide settings (rules themselves are under ``rules``)."""
+
+    builtin: bool = True  # the default rule pack (docs/policy.md)
+    disable: list[str] = Field(default_factory=list)  # built-in rules switched off, by name
+    exempt_groups: list[str] = Field(default_factory=list)  # groups the built-in rules do not apply to
+    unparsed: Literal["deny", "allow"] = "deny"
+    read_only_groups: list[str] = Field(default_factory=list)
+    default: Literal["allow", "deny", "review"] = "allow"  # when no rule matches
+
+
 class Config(_Model):
     store: str = DEFAULT_STORE
     data_dir: Path = Field(default=Path(".wardgate"), validate_default=True)
@@ -254,6 +311,8 @@ class Config(_Model):
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     audit: AuditConfig = Field(default_factory=AuditConfig)
     connections: dict[str, PostgresConnection] = Field(default_factory=dict)
+    policy: PolicyConfig = Field(default_factory=PolicyConfig)
+    rules: list[RuleConfig] = Field(default_factory=list)
 
     @field_validator("data_dir", mode="before")
     @classmethod
@@ -274,6 +333,26 @@ class Config(_Model):
             if not NAME_RE.match(name):
                 raise ValueError(f"connection name {name!r} must be letters, digits, _ . - (at most 63)")
         return v
+
+    @model_validator(mode="after")
+    def _rules_refer_to_what_exists(self) -> Config:
+        from .policy.rules import BUILTIN_NAMES, RESERVED_NAMES  # the pack is policy's; config checks names
+
+        seen: set[str] = set()
+        for i, rule in enumerate(self.rules):
+            if rule.name in seen or rule.name in RESERVED_NAMES:
+                raise ValueError(f"rules[{i}]: the rule name {rule.name!r} is already taken")
+            seen.add(rule.name)
+            unknown = [c for c in rule.connections if c not in self.connections]
+            if unknown:
+                raise ValueError(f"rules[{i}] ({rule.name}): no such connection: {', '.join(unknown)}")
+        unknown = [n for n in self.policy.disable if n not in BUILTIN_NAMES]
+        if unknown:
+            raise ValueError(
+                f"policy.disable: no built-in rule named {', '.join(unknown)} "
+                f"(built-in rules: {', '.join(sorted(BUILTIN_NAMES))})"
+            )
+        return self
 
     @model_validator(mode="after")
     def _tls_or_plaintext(self) -> Config:

@@ -12,12 +12,15 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from .audit.recorder import AuditUnavailable, Recorder
 from .config import Config, PostgresConnection
 from .identity.model import Authenticator, AuthFailure, Identity
+from .policy.decide import UNKNOWN_STATEMENT, decide_message, effective, refused, single_statement
+from .policy.rules import UNPARSED_RULE, Decision, Policy, RuleSet
 from .policy.sql import StatementInfo, classify
 from .store import StoreError
 from .store.db import Write
@@ -41,17 +44,34 @@ def safe_error_message(sqlstate: str | None, message: str | None) -> str | None:
     return message[:2000]
 
 
-_UNKNOWN_STATEMENT = StatementInfo("unknown", "-- a statement prepared outside the protocol (SQL PREPARE)")
+_FUNCTION_CALL = StatementInfo("function_call", None, writes=True)  # by oid: what it does is not known here
 
 
-def single_statement(text: str) -> StatementInfo:
-    """The one statement of an extended-protocol text (the server refuses several; record what was tried)."""
-    infos = classify(text)
-    if len(infos) == 1:
-        return infos[0]
-    if not infos:
-        return StatementInfo("empty", "")
-    return StatementInfo("multiple", "; ".join(i.redacted or "?" for i in infos))
+def _function_call_info(oid: int) -> StatementInfo:
+    return StatementInfo("function_call", f"-- function call: oid {oid}", writes=True)
+
+
+def _refusal(rec: StatementRecord) -> StatementRefused:
+    """The client's error for a statement the policy refused: the rule's name and reason, SQLSTATE 42501."""
+    d = rec.decision
+    what = f"{rec.info.kind} statement"
+    if d.rule == UNPARSED_RULE and rec.info.kind == "unparsed":
+        # A syntax error in PostgreSQL's own grammar: clients point at it as they would at the server's.
+        return StatementRefused("42601", f'wardgate: statement refused by rule "{d.rule}": {d.reason}')
+    if d.action == "review":
+        return StatementRefused(
+            "42501",
+            f'wardgate: rule "{d.rule}" requires approval for this {what}, and this gateway does not hold '
+            f"statements for review yet, so it is refused",
+            f"reason: {d.reason}" if d.reason else None,
+            "ask an administrator to grant access for this statement, or change the rule's action",
+        )
+    return StatementRefused(
+        "42501",
+        f'wardgate: {what} denied by rule "{d.rule}": {d.reason}',
+        None,
+        "the gateway's policy refused it before it reached the database; nothing of the message ran",
+    )
 
 
 class SessionRefused(Exception):
@@ -64,12 +84,14 @@ class SessionRefused(Exception):
 
 
 class StatementRefused(Exception):
-    """A statement must not run; the client gets ``sqlstate`` and ``message``."""
+    """A statement must not run; the client gets ``sqlstate``, ``message`` and, when given, detail and hint."""
 
-    def __init__(self, sqlstate: str, message: str) -> None:
+    def __init__(self, sqlstate: str, message: str, detail: str | None = None, hint: str | None = None) -> None:
         super().__init__(message)
         self.sqlstate = sqlstate
         self.message = message
+        self.detail = detail
+        self.hint = hint
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +109,7 @@ class Session:
     connection: PostgresConnection
     client: ClientInfo
     started_at: float  # epoch seconds
+    rules: RuleSet
     seq: int = 0
     ended: bool = False
 
@@ -101,6 +124,7 @@ class StatementRecord:
     info: StatementInfo
     param_count: int
     started_at: float  # epoch seconds
+    decision: Decision
     t0: float = field(default_factory=time.perf_counter)
     rows_seen: int = 0
 
@@ -117,6 +141,7 @@ class Pipeline:
         self.recorder = recorder
         self.authenticators = authenticators
         self.gateway_id = gateway_id
+        self.policy = Policy(config)
 
     # --- sessions -------------------------------------------------------------------------------------------
 
@@ -148,7 +173,8 @@ class Pipeline:
                 f'user "{user}" may not use connection "{connection_name}": '
                 f"it requires membership in one of: {', '.join(conn.allow_groups)}",
             )
-        session = Session(str(uuid.uuid4()), identity, connection_name, conn, client, time.time())
+        rules = self.policy.scope(connection_name, identity.groups)
+        session = Session(str(uuid.uuid4()), identity, connection_name, conn, client, time.time(), rules)
         try:
             self.recorder.record(
                 Write(
@@ -274,29 +300,67 @@ class Pipeline:
                 "unrecorded; try again when it recovers",
             )
 
-    def on_query(self, session: Session, text: str) -> list[StatementRecord]:
-        """A simple-protocol query string: one record per statement in it, decided as a whole."""
+    def on_query(self, session: Session, text: str, prepared: Mapping[str, str]) -> list[StatementRecord]:
+        """A simple-protocol query string: one record per statement in it, decided as a whole (one statement
+        refused refuses the message: nothing of it runs). ``prepared``: the session's prepared statements."""
         self._admit()
         started = time.time()
-        records = []
-        for info in classify(text):
-            session.seq += 1
-            records.append(StatementRecord(session, session.seq, "simple", info, 0, started))
+        infos = classify(text)
+        decisions = decide_message(session.rules, infos, prepared)
+        records = [
+            StatementRecord(session, session.seq + i + 1, "simple", info, 0, started, decision)
+            for i, (info, (decision, _)) in enumerate(zip(infos, decisions, strict=True))
+        ]
+        session.seq += len(records)
+        bad = refused(decisions)
+        if bad >= 0:
+            exc = _refusal(records[bad])
+            for i, r in enumerate(records):
+                if i == bad:
+                    self.finish(r, "denied", sqlstate=exc.sqlstate, message=exc.message)
+                else:
+                    self.finish(r, "skipped")
+            raise exc
         return records
 
-    def on_execute(self, session: Session, text: str | None, param_count: int) -> StatementRecord:
-        """An extended-protocol Execute of ``text`` bound to ``param_count`` values (``text`` None: a statement
-        the protocol never showed the gateway, e.g. one made with SQL PREPARE)."""
+    def on_parse(self, session: Session, text: str, prepared: Mapping[str, str]) -> None:
+        """An extended-protocol Parse: a statement the policy refuses is refused here, before it exists."""
         self._admit()
-        info = single_statement(text) if text is not None else _UNKNOWN_STATEMENT
+        info = single_statement(text)
+        decision = session.rules.decide(effective(info, prepared))
+        if not decision.allowed:
+            session.seq += 1
+            rec = StatementRecord(session, session.seq, "extended", info, 0, time.time(), decision)
+            raise self._deny(rec)
+
+    def on_execute(
+        self, session: Session, text: str | None, param_count: int, prepared: Mapping[str, str]
+    ) -> StatementRecord:
+        """An extended-protocol Execute of ``text`` bound to ``param_count`` values (``text`` None: a statement
+        the protocol never showed the gateway)."""
+        self._admit()
+        info = single_statement(text) if text is not None else UNKNOWN_STATEMENT
+        decision = session.rules.decide(effective(info, prepared))
         session.seq += 1
-        return StatementRecord(session, session.seq, "extended", info, param_count, time.time())
+        rec = StatementRecord(session, session.seq, "extended", info, param_count, time.time(), decision)
+        if not decision.allowed:
+            raise self._deny(rec)
+        return rec
 
     def on_function_call(self, session: Session, function_oid: int, nargs: int) -> StatementRecord:
         self._admit()
         session.seq += 1
-        info = StatementInfo("function_call", f"-- function call: oid {function_oid}")
-        return StatementRecord(session, session.seq, "function", info, nargs, time.time())
+        decision = session.rules.decide(_FUNCTION_CALL)
+        rec = StatementRecord(session, session.seq, "function", _function_call_info(function_oid), nargs,
+                              time.time(), decision)
+        if not decision.allowed:
+            raise self._deny(rec)
+        return rec
+
+    def _deny(self, rec: StatementRecord) -> StatementRefused:
+        exc = _refusal(rec)
+        self.finish(rec, "denied", sqlstate=exc.sqlstate, message=exc.message)
+        return exc
 
     def record_error(self, session: Session, protocol: str, text: str | None, sqlstate: str, message: str) -> None:
         """An error the server gave before any statement ran (a rejected Parse) or after all had (at Sync).
@@ -308,7 +372,7 @@ class Pipeline:
         else:
             info = single_statement(text)
         session.seq += 1
-        rec = StatementRecord(session, session.seq, protocol, info, 0, time.time())
+        rec = StatementRecord(session, session.seq, protocol, info, 0, time.time(), session.rules.decide(info))
         self.finish(rec, "error", sqlstate=sqlstate, message=message)
 
     def finish(
@@ -340,6 +404,9 @@ class Pipeline:
                     sqlstate,
                     safe_error_message(sqlstate, message),
                     round(duration, 3),
+                    rec.decision.action,
+                    rec.decision.rule,
+                    None if rec.decision.allowed else rec.decision.reason,
                 ),
             )
         )

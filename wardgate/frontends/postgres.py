@@ -28,8 +28,8 @@ from ..pipeline import (
     SessionRefused,
     StatementRecord,
     StatementRefused,
-    single_statement,
 )
+from ..policy.decide import single_statement
 from ..policy.sql import prepared_names
 from ..protocols.postgres import decode, encode
 from ..protocols.postgres import messages as m
@@ -271,6 +271,9 @@ class ClientConnection(_Endpoint):
         self.copy_syncs = 0
         self.copy_closed = True
         self.copy_in = False
+        # A refusal is in the batch not yet closed by Sync: the server will skip everything up to that Sync, so
+        # what follows is neither decided nor recorded (it never runs).
+        self.doomed = False
 
     # --- lifecycle --------------------------------------------------------------------------------------------
 
@@ -555,13 +558,13 @@ class ClientConnection(_Endpoint):
             up.write(out[0] if len(out) == 1 else b"".join(out))
 
     def _refuse(self, exc: StatementRefused) -> Refusal:
-        return Refusal(encode.error_response(exc.sqlstate, exc.message))
+        return Refusal(encode.error_response(exc.sqlstate, exc.message, detail=exc.detail, hint=exc.hint))
 
     def _on_query(self, frame: bytes) -> bytes:
         assert self.session is not None
         text = decode.query(frame)
         try:
-            records: list[Handle] = list(self.pipeline.on_query(self.session, text))
+            records: list[Handle] = list(self.pipeline.on_query(self.session, text, self.tracker.statements))
         except StatementRefused as exc:
             self.tracker.query([self._refuse(exc)])
             return encode.query(_REFUSED_SQL)
@@ -577,7 +580,17 @@ class ClientConnection(_Endpoint):
         return frame
 
     def _on_parse(self, frame: bytes) -> bytes:
+        assert self.session is not None
         p = decode.parse_cached(frame)
+        if not self.doomed:
+            try:
+                self.pipeline.on_parse(self.session, p.query, self.tracker.statements)
+            except StatementRefused as exc:
+                # Refused before it exists: a Parse of the same name that fails, so the server's state (no such
+                # statement, skip to Sync) is what the client would see had the server itself rejected it.
+                self.tracker.add(self._refuse(exc))
+                self.doomed = True
+                return encode.parse(p.name, _REFUSED_SQL)
         previous = self.tracker.statements.get(p.name, _ABSENT)
         self.tracker.parse(p.name, p.query)
         self.tracker.add(PendingParse(p.query, p.name, previous))
@@ -604,11 +617,14 @@ class ClientConnection(_Endpoint):
     def _on_execute(self, frame: bytes) -> bytes:
         assert self.session is not None
         e = decode.execute(frame)
+        if self.doomed:
+            return frame  # the server skips it: an earlier message of this batch was refused
         text, param_count = self.tracker.portal(e.portal)
         try:
-            rec = self.pipeline.on_execute(self.session, text, param_count)
+            rec = self.pipeline.on_execute(self.session, text, param_count, self.tracker.statements)
         except StatementRefused as exc:
             self.tracker.add(self._refuse(exc))
+            self.doomed = True
             return encode.parse(_REFUSED_NAME, _REFUSED_SQL)
         self.tracker.add(rec)
         self.copy_syncs = 0
@@ -626,6 +642,7 @@ class ClientConnection(_Endpoint):
         if self.copy_in:
             return frame  # "The backend will ignore Flush and Sync messages received during copy-in mode"
         self.tracker.sync()
+        self.doomed = False
         if not self.copy_closed:
             self.copy_syncs += 1
         return frame

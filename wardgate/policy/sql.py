@@ -6,6 +6,7 @@ dict lookup, not a parse.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -13,75 +14,58 @@ from typing import Any
 
 from pglast import parser as pg
 
-# Top-level parse nodes -> statement kinds. Anything unlisted is reported by its node name, snake-cased.
-_KINDS = {
-    "SelectStmt": "select",
-    "InsertStmt": "insert",
-    "UpdateStmt": "update",
-    "DeleteStmt": "delete",
-    "MergeStmt": "merge",
-    "TruncateStmt": "truncate",
-    "DropStmt": "drop",
-    "DropRoleStmt": "drop",
-    "DropdbStmt": "drop",
-    "DropTableSpaceStmt": "drop",
-    "DropOwnedStmt": "drop",
-    "DropSubscriptionStmt": "drop",
-    "DropUserMappingStmt": "drop",
-    "GrantStmt": "grant",
-    "GrantRoleStmt": "grant",
-    "CopyStmt": "copy",
-    "DoStmt": "do",
-    "CallStmt": "call",
-    "VariableSetStmt": "set",
-    "VariableShowStmt": "show",
-    "TransactionStmt": "transaction",
-    "PrepareStmt": "prepare",
-    "ExecuteStmt": "execute",
-    "DeallocateStmt": "deallocate",
-    "VacuumStmt": "vacuum",
-    "ExplainStmt": "explain",
-    "ListenStmt": "listen",
-    "UnlistenStmt": "unlisten",
-    "NotifyStmt": "notify",
-    "DeclareCursorStmt": "declare",
-    "FetchStmt": "fetch",
-    "ClosePortalStmt": "close",
-    "LockStmt": "lock",
-    "DiscardStmt": "discard",
-    "CheckPointStmt": "checkpoint",
-    "IndexStmt": "create",
-    "ViewStmt": "create",
-    "CreateTableAsStmt": "create",
-    "RenameStmt": "alter",
-    "RefreshMatViewStmt": "refresh",
-    "ReindexStmt": "reindex",
-    "CommentStmt": "comment",
-}
+from .analyze import Facts, analyze
 
 # Lexer tokens that carry literal values; these are what redaction replaces.
 _LITERALS = frozenset({"SCONST", "USCONST", "ICONST", "FCONST", "BCONST", "XCONST"})
-_CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
 _NEAR = re.compile(r' at or near "(?:[^"]|"")*"')
 
 
 @dataclass(frozen=True, slots=True)
 class StatementInfo:
-    """One statement of a query string, as the audit and (later) policy see it."""
+    """One statement of a query string, as the audit and the policy see it. Hashable: decisions are cached by it."""
 
     kind: str
     redacted: str | None  # literals replaced by $n; None when even the lexer cannot read the text
     error: str | None = None  # the parser's message when kind == "unparsed"
+    tags: frozenset[str] = frozenset()  # finer kinds: copy_program, set_role, ddl, delete inside a CTE...
+    reads: tuple[str, ...] = ()  # tables read, as written in the statement (schema-qualified when it was)
+    writes_to: tuple[str, ...] = ()  # tables written or altered
+    functions: tuple[str, ...] = ()  # functions called, lower-cased, qualified when the text qualified them
+    writes: bool = False  # changes data, schema, privileges, settings or the server (or locks rows)
+    unbounded: frozenset[str] = frozenset()  # "delete"/"update" statements in it without a bounding WHERE
+    prepare_name: str | None = None
+    execute_name: str | None = None
+
+    @property
+    def kinds(self) -> frozenset[str]:
+        """The kind and every tag: what a rule's ``kinds`` is matched against."""
+        return self.tags | {self.kind}
 
 
-def _kind(node_name: str) -> str:
-    if node_name in _KINDS:
-        return _KINDS[node_name]
-    name = node_name.removesuffix("Stmt")
-    for prefix, kind in (("Create", "create"), ("Alter", "alter"), ("Drop", "drop")):
-        if name.startswith(prefix):
-            return kind
-    return _CAMEL.sub("_", name).lower() or "utility"
+def _info(facts: Facts, redacted: str | None) -> StatementInfo:
+    return StatementInfo(
+        facts.kind,
+        redacted,
+        None,
+        frozenset(facts.tags),
+        tuple(sorted(facts.reads)),
+        tuple(sorted(facts.writes_to)),
+        tuple(sorted(facts.functions)),
+        facts.writes,
+        frozenset(facts.unbounded),
+        facts.prepare_name,
+        facts.execute_name,
+    )
+
+
+def _parse_one(text: str) -> dict[str, Any] | None:
+    """The single statement node of ``text``; None when it holds several or none. Raises pg.ParseError."""
+    stmts = json.loads(pg.parse_sql_json(text)).get("stmts", [])
+    if len(stmts) != 1:
+        return None
+    node = stmts[0].get("stmt")
+    return node if isinstance(node, dict) else None
 
 
 def redact(text: str) -> str | None:
@@ -141,24 +125,29 @@ def _classify_one(piece: str) -> StatementInfo:
         info = _classify_shape(shape)
         if info is not None:
             return info
-    # The shape does not parse (a literal the grammar needs as a string, e.g. COPY t FROM 'file') or cannot be
-    # lexed: classify the statement itself.
+    # The shape does not parse (a literal the grammar needs as a string, e.g. COPY t FROM 'file'), cannot be
+    # lexed, or its verdict depends on its literals (DELETE ... WHERE 1 = 1): classify the statement itself.
     try:
-        (stmt,) = pg.parse_sql(piece)
+        node = _parse_one(piece)
     except (pg.ParseError, ValueError) as exc:
         return StatementInfo("unparsed", shape, _parser_message(exc))
-    return StatementInfo(_kind(type(stmt.stmt).__name__), shape)
+    if node is None:
+        return StatementInfo("unparsed", shape, "not a single statement")
+    return _info(analyze(node), shape)
 
 
 @lru_cache(maxsize=4096)
 def _classify_shape(shape: str) -> StatementInfo | None:
     try:
-        parsed = pg.parse_sql(shape)
-    except pg.ParseError:
+        node = _parse_one(shape)
+    except (pg.ParseError, ValueError):
         return None
-    if len(parsed) != 1:
+    if node is None:
         return None
-    return StatementInfo(_kind(type(parsed[0].stmt).__name__), shape)
+    facts = analyze(node)
+    if facts.literal_sensitive:
+        return None
+    return _info(facts, shape)
 
 
 def prepared_names(text: str) -> list[tuple[str, str | None, str | None]]:

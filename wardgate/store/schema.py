@@ -73,12 +73,15 @@ statements = Table(
     Column("kind", String(32), nullable=False),
     Column("text", Text),  # literals replaced by $n; NULL when the text could not even be lexed
     Column("param_count", Integer, nullable=False),
-    Column("status", String(16), nullable=False),  # ok | error | skipped | refused | lost
+    Column("status", String(16), nullable=False),  # ok | error | skipped | denied | refused | lost
     Column("command_tag", String(64)),
     Column("row_count", BigInteger),
     Column("sqlstate", String(5)),
     Column("error_message", Text),
     Column("duration_ms", Float),
+    Column("decision", String(16)),  # allow | deny | review: what the policy decided
+    Column("rule", String(64)),  # the rule that decided ("default" when none matched)
+    Column("reason", Text),  # why, for deny and review
     Index("ix_statements_session_seq", "session_id", "seq", unique=True),
 )
 

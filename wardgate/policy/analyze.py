@@ -1,0 +1,342 @@
+"""What one parsed statement does: its kind, tags, tables read and written, functions called, whether it writes.
+
+Works on libpg_query's JSON parse tree (``pglast.parser.parse_sql_json``): plain dicts and lists, about six times
+cheaper to build than pglast's node objects, and every node is visited, so a DELETE hidden in a CTE, a function
+called inside a subquery or an ``EXPLAIN ANALYZE`` of an UPDATE is seen wherever it sits.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+# Top-level node -> kind. Unlisted Create*/Alter*/Drop* nodes are create/alter/drop; anything else is named after
+# its node, snake-cased (e.g. "ClusterStmt" -> "cluster").
+_KINDS = {
+    "SelectStmt": "select",
+    "InsertStmt": "insert",
+    "UpdateStmt": "update",
+    "DeleteStmt": "delete",
+    "MergeStmt": "merge",
+    "TruncateStmt": "truncate",
+    "DropStmt": "drop",
+    "DropdbStmt": "drop",
+    "DropTableSpaceStmt": "drop",
+    "DropOwnedStmt": "drop",
+    "DropSubscriptionStmt": "drop",
+    "DropUserMappingStmt": "drop",
+    "CopyStmt": "copy",
+    "DoStmt": "do",
+    "CallStmt": "call",
+    "VariableShowStmt": "show",
+    "TransactionStmt": "transaction",
+    "PrepareStmt": "prepare",
+    "ExecuteStmt": "execute",
+    "DeallocateStmt": "deallocate",
+    "ExplainStmt": "explain",
+    "ListenStmt": "listen",
+    "UnlistenStmt": "unlisten",
+    "NotifyStmt": "notify",
+    "DeclareCursorStmt": "declare",
+    "FetchStmt": "fetch",
+    "ClosePortalStmt": "close",
+    "LockStmt": "lock",
+    "DiscardStmt": "discard",
+    "CheckPointStmt": "checkpoint",
+    "IndexStmt": "create",
+    "ViewStmt": "create",
+    "CreateTableAsStmt": "create",
+    "RenameStmt": "alter",
+    "RefreshMatViewStmt": "refresh",
+    "ReindexStmt": "reindex",
+    "CommentStmt": "comment",
+    "ReassignOwnedStmt": "alter",
+    "AlterSystemStmt": "alter",
+    "LoadStmt": "load",
+}
+# Kinds that change data, schema, privileges or the server, whatever their details.
+_WRITING_KINDS = frozenset({
+    "insert", "update", "delete", "merge", "truncate", "create", "alter", "drop", "grant", "revoke", "do", "call",
+    "vacuum", "analyze", "refresh", "reindex", "cluster", "comment", "lock", "load", "checkpoint",
+    "import_foreign_schema", "security_label", "create_foreign_table",
+})
+_ROLE_NODES = frozenset({
+    "CreateRoleStmt", "AlterRoleStmt", "AlterRoleSetStmt", "DropRoleStmt", "GrantRoleStmt", "ReassignOwnedStmt",
+    "DropOwnedStmt", "AlterDefaultPrivilegesStmt",
+})
+# Functions with effects beyond returning a value: they end sessions, touch server files, large objects, other
+# databases, settings or sequences. A statement calling one writes, even when it is a SELECT.
+WRITING_FUNCTIONS = frozenset({
+    "pg_terminate_backend", "pg_cancel_backend", "pg_reload_conf", "pg_rotate_logfile", "pg_promote",
+    "pg_switch_wal", "pg_create_restore_point", "pg_file_write", "pg_file_rename", "pg_file_unlink",
+    "lo_import", "lo_export", "lo_unlink", "lo_create", "lo_creat", "lo_put", "lo_from_bytea", "lo_truncate",
+    "set_config", "dblink", "dblink_exec", "dblink_connect", "dblink_connect_u", "dblink_send_query",
+    "nextval", "setval", "pg_create_logical_replication_slot", "pg_create_physical_replication_slot",
+    "pg_drop_replication_slot", "pg_replication_origin_create", "pg_stat_reset", "pg_stat_reset_shared",
+    "pg_import_system_collations",
+})
+# The key under which each node keeps the relation(s) it writes.
+_WRITE_TARGETS = {
+    "InsertStmt": "relation",
+    "UpdateStmt": "relation",
+    "DeleteStmt": "relation",
+    "MergeStmt": "relation",
+    "TruncateStmt": "relations",
+    "IntoClause": "rel",
+    "CreateStmt": "relation",
+    "AlterTableStmt": "relation",
+    "IndexStmt": "relation",
+    "RenameStmt": "relation",
+    "RefreshMatViewStmt": "relation",
+    "ReindexStmt": "relation",
+    "ClusterStmt": "relation",
+    "VacuumRelation": "relation",
+    "LockStmt": "relations",
+    "GrantStmt": "objects",
+    "ViewStmt": "view",
+    "CreateTableAsStmt": "into",
+}
+_TABLE_OBJECTS = frozenset({
+    "OBJECT_TABLE", "OBJECT_VIEW", "OBJECT_MATVIEW", "OBJECT_SEQUENCE", "OBJECT_INDEX", "OBJECT_FOREIGN_TABLE",
+})
+_CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
+
+
+@dataclass(slots=True)
+class Facts:
+    kind: str
+    tags: set[str] = field(default_factory=set)
+    reads: set[str] = field(default_factory=set)
+    writes_to: set[str] = field(default_factory=set)
+    functions: set[str] = field(default_factory=set)
+    writes: bool = False
+    unbounded: set[str] = field(default_factory=set)  # "delete"/"update" statements in it that have no WHERE
+    prepare_name: str | None = None  # PREPARE name AS ...
+    execute_name: str | None = None  # EXECUTE name
+    literal_sensitive: bool = False  # its verdict may depend on a literal's value (e.g. WHERE 1 = 1)
+
+
+def kind_of(node_name: str, node: dict[str, Any]) -> str:
+    if node_name in ("GrantStmt", "GrantRoleStmt"):
+        return "grant" if node.get("is_grant") else "revoke"
+    if node_name == "VacuumStmt":
+        return "vacuum" if node.get("is_vacuumcmd") else "analyze"
+    if node_name == "VariableSetStmt":
+        return "reset" if str(node.get("kind", "")).startswith("VAR_RESET") else "set"
+    if node_name in _KINDS:
+        return _KINDS[node_name]
+    name = node_name.removesuffix("Stmt")
+    for prefix, kind in (("Create", "create"), ("Alter", "alter"), ("Drop", "drop")):
+        if name.startswith(prefix):
+            return kind
+    return _CAMEL.sub("_", name).lower() or "utility"
+
+
+def analyze(stmt: dict[str, Any]) -> Facts:
+    """Facts about one top-level statement node (``{"SelectStmt": {...}}``)."""
+    ((name, node),) = stmt.items()
+    facts = Facts(kind_of(name, node))
+    _top(facts, name, node)
+    ctes: set[str] = set()
+    _walk(stmt, facts, ctes)
+    facts.reads -= ctes  # a CTE's name is not a table (a qualified name cannot be a CTE)
+    facts.reads -= facts.writes_to
+    if facts.kind in _WRITING_KINDS or facts.writes_to or facts.unbounded:
+        facts.writes = True
+    if facts.functions & WRITING_FUNCTIONS or {f.rsplit(".", 1)[-1] for f in facts.functions} & WRITING_FUNCTIONS:
+        facts.writes = True
+        facts.tags.add("writing_function")
+    if facts.kind in ("create", "alter", "drop"):
+        facts.tags.add("ddl")
+    return facts
+
+
+def _top(facts: Facts, name: str, node: dict[str, Any]) -> None:
+    """What only the top-level node says: COPY's direction, SET's target, EXPLAIN's ANALYZE, PREPARE's name."""
+    if name == "CopyStmt":
+        facts.tags.add("copy_from" if node.get("is_from") else "copy_to")
+        if node.get("is_program"):
+            facts.tags.add("copy_program")
+            facts.writes = True
+        elif node.get("filename") is not None:
+            facts.tags.add("copy_file")
+            facts.writes = True
+        if node.get("is_from"):
+            facts.writes = True
+            facts.writes_to.update(_relname(rv) for rv in _targets(node, "relation"))
+    elif name == "VariableSetStmt":
+        var = str(node.get("name", ""))
+        if var in ("role", "session_authorization") and facts.kind == "set":
+            facts.tags.add(f"set_{var}")
+    elif name == "AlterSystemStmt":
+        facts.tags.add("alter_system")
+    elif name in _ROLE_NODES:
+        facts.tags.add("role")
+    elif name == "DropStmt" and node.get("removeType") in _TABLE_OBJECTS:
+        for obj in node.get("objects", []):
+            items = obj.get("List", {}).get("items", []) if isinstance(obj, dict) else []
+            parts = [i["String"]["sval"] for i in items if isinstance(i, dict) and "String" in i]
+            if parts:
+                facts.writes_to.add(".".join(parts))
+    elif name == "AlterTableStmt":
+        for cmd in node.get("cmds", []):
+            sub = cmd.get("AlterTableCmd", {}).get("subtype", "")
+            if sub in ("AT_DropColumn", "AT_DropConstraint"):
+                facts.tags.add("drop_column" if sub == "AT_DropColumn" else "drop_constraint")
+    elif name == "ExplainStmt":
+        analyze_opt = any(
+            o.get("DefElem", {}).get("defname") == "analyze" and _truthy(o["DefElem"].get("arg"))
+            for o in node.get("options", [])
+        )
+        if analyze_opt:
+            facts.tags.add("explain_analyze")
+    elif name == "PrepareStmt":
+        facts.prepare_name = node.get("name")
+    elif name == "ExecuteStmt":
+        facts.execute_name = node.get("name")
+    elif name == "SelectStmt" and node.get("intoClause"):
+        facts.tags.add("select_into")
+
+
+def _truthy(arg: Any) -> bool:
+    """An option's argument: absent means on (``EXPLAIN (ANALYZE)``); false/off/0 mean off."""
+    if arg is None:
+        return True
+    if isinstance(arg, dict):
+        if "Boolean" in arg:
+            return bool(arg["Boolean"].get("boolval"))
+        if "String" in arg:
+            return str(arg["String"].get("sval", "")).lower() not in ("false", "off", "0", "no")
+        if "Integer" in arg:
+            return bool(arg["Integer"].get("ival"))
+    return True
+
+
+def _relname(rv: dict[str, Any]) -> str:
+    schema = rv.get("schemaname")
+    return f"{schema}.{rv['relname']}" if schema else str(rv["relname"])
+
+
+def _walk(value: Any, facts: Facts, ctes: set[str], explain_only: bool = False) -> None:
+    """Visit every node. Node types are capitalised keys (``{"SelectStmt": {...}}``); typed fields hold their
+    node's content directly (``"relation": {"relname": ...}``), so a RangeVar is known by its ``relname``."""
+    if isinstance(value, list):
+        for v in value:
+            _walk(v, facts, ctes, explain_only)
+    elif isinstance(value, dict):
+        if "relname" in value:
+            facts.reads.add(_relname(value))
+            return
+        for key, child in value.items():
+            if isinstance(child, dict):
+                if key[:1].isupper():
+                    _visit(key, child, facts, ctes, explain_only)
+                else:
+                    _walk(child, facts, ctes, explain_only)
+            elif isinstance(child, list):
+                _walk(child, facts, ctes, explain_only)
+
+
+def _targets(node: dict[str, Any], key: str) -> list[dict[str, Any]]:
+    value = node.get(key)
+    out = []
+    for item in value if isinstance(value, list) else [value]:
+        if isinstance(item, dict):
+            item = item.get("RangeVar", item)  # noqa: PLW2901
+            item = item.get("rel", item)  # noqa: PLW2901 - an IntoClause
+            if "relname" in item:
+                out.append(item)
+    return out
+
+
+def _visit(name: str, node: dict[str, Any], facts: Facts, ctes: set[str], explain_only: bool) -> None:
+    if "relname" in node:  # {"RangeVar": {...}}
+        facts.reads.add(_relname(node))
+        return
+    if name == "ExplainStmt" and "explain_analyze" not in facts.tags:
+        explain_only = True  # EXPLAIN without ANALYZE plans the statement; it does not run it
+    if not explain_only:
+        key = _WRITE_TARGETS.get(name)
+        if key is not None:
+            facts.writes_to.update(_relname(rv) for rv in _targets(node, key))
+        if name == "SelectStmt" and node.get("intoClause"):
+            facts.writes_to.update(_relname(rv) for rv in _targets(node, "intoClause"))
+            facts.writes = True
+        if name == "SelectStmt" and node.get("lockingClause"):
+            facts.tags.add("locking")
+            facts.writes = True
+        if name in ("InsertStmt", "UpdateStmt", "DeleteStmt", "MergeStmt"):
+            _dml(name, node, facts)
+    if name == "CommonTableExpr":
+        ctes.add(str(node.get("ctename", "")))
+    elif name == "FuncCall":
+        parts = [p["String"]["sval"] for p in node.get("funcname", []) if "String" in p]
+        if parts:
+            facts.functions.add(".".join(parts).lower())
+    for child in node.values():
+        if isinstance(child, (dict, list)):
+            _walk(child, facts, ctes, explain_only)
+
+
+def _dml(name: str, node: dict[str, Any], facts: Facts) -> None:
+    kind = _KINDS[name]
+    facts.tags.add(kind)
+    if name in ("UpdateStmt", "DeleteStmt"):
+        where = node.get("whereClause")
+        if where is None or _always_true(where):
+            facts.unbounded.add(kind)
+        elif _maybe_constant(where):
+            facts.literal_sensitive = True
+    elif name == "MergeStmt":
+        for clause in node.get("mergeWhenClauses", []):
+            cmd = str(clause.get("MergeWhenClause", {}).get("commandType", ""))
+            if cmd == "CMD_DELETE":
+                facts.tags.add("delete")
+            elif cmd == "CMD_UPDATE":
+                facts.tags.add("update")
+
+
+def _always_true(where: dict[str, Any]) -> bool:
+    """WHERE true, WHERE 1 = 1, WHERE 'a' = 'a': a WHERE that bounds nothing."""
+    const = where.get("A_Const")
+    if const is not None:
+        return bool(const.get("boolval", {}).get("boolval")) if "boolval" in const else False
+    cast = where.get("TypeCast")
+    if cast is not None:
+        arg = cast.get("arg", {}).get("A_Const", {})
+        return str(arg.get("sval", {}).get("sval", "")).lower() in ("t", "true", "on", "yes", "1")
+    expr = where.get("A_Expr")
+    if expr is not None and expr.get("kind") == "AEXPR_OP":
+        op = [n["String"]["sval"] for n in expr.get("name", []) if "String" in n]
+        left, right = expr.get("lexpr", {}), expr.get("rexpr", {})
+        if op == ["="] and "A_Const" in left and "A_Const" in right:
+            return bool(_const(left) == _const(right))
+        if op == ["="] and "ColumnRef" in left and "ColumnRef" in right:
+            return bool(left["ColumnRef"].get("fields") == right["ColumnRef"].get("fields"))  # WHERE id = id
+    bool_expr = where.get("BoolExpr")
+    if bool_expr is not None and bool_expr.get("boolop") == "OR_EXPR":
+        return any(_always_true(a) for a in bool_expr.get("args", []))
+    return False
+
+
+def _maybe_constant(where: dict[str, Any]) -> bool:
+    """A WHERE made of parameters alone (``$1 = $2``, ``$1``): after redaction its truth lies in the literals."""
+    if "ParamRef" in where:
+        return True
+    expr = where.get("A_Expr")
+    if expr is not None:
+        sides = [expr.get("lexpr", {}), expr.get("rexpr", {})]
+        return all("ParamRef" in s or "A_Const" in s for s in sides)
+    bool_expr = where.get("BoolExpr")
+    if bool_expr is not None and bool_expr.get("boolop") == "OR_EXPR":
+        return any(_maybe_constant(a) for a in bool_expr.get("args", []))
+    cast = where.get("TypeCast")
+    return cast is not None and "ParamRef" in cast.get("arg", {})
+
+
+def _const(node: dict[str, Any]) -> object:
+    c = dict(node["A_Const"])
+    c.pop("location", None)
+    return repr(sorted(c.items()))
+

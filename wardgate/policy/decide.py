@@ -1,0 +1,62 @@
+"""Deciding what a client sent: one statement, or a query string of several decided as a whole.
+
+Shared by the pipeline (live traffic) and ``wardgate policy check`` (no database), so the two cannot disagree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from .rules import Decision, RuleSet
+from .sql import StatementInfo, classify
+
+UNKNOWN_STATEMENT = StatementInfo("unknown", "-- a prepared statement the gateway has not seen prepared")
+
+
+def single_statement(text: str) -> StatementInfo:
+    """The one statement of an extended-protocol text (the server refuses several; record what was tried)."""
+    infos = classify(text)
+    if len(infos) == 1:
+        return infos[0]
+    if not infos:
+        return StatementInfo("empty", "")
+    return StatementInfo("multiple", "; ".join(i.redacted or "?" for i in infos))
+
+
+def effective(
+    info: StatementInfo, prepared: Mapping[str, str], overlay: Mapping[str, StatementInfo] | None = None
+) -> StatementInfo:
+    """What a statement runs: ``EXECUTE name`` runs what ``name`` was prepared as (a PREPARE's facts are its
+    inner statement's). A name the gateway never saw prepared is ``unknown``, which the policy refuses."""
+    name = info.execute_name
+    if name is None:
+        return info
+    if overlay and name in overlay:
+        return overlay[name]
+    text = prepared.get(name)
+    return UNKNOWN_STATEMENT if text is None else single_statement(text)
+
+
+def decide_message(
+    rules: RuleSet, infos: tuple[StatementInfo, ...], prepared: Mapping[str, str]
+) -> list[tuple[Decision, StatementInfo]]:
+    """Each statement's decision and the statement it was decided on, in order; a PREPARE earlier in the same
+    string counts for an EXECUTE later in it."""
+    overlay: dict[str, StatementInfo] = {}
+    out = []
+    for info in infos:
+        target = effective(info, prepared, overlay)
+        out.append((rules.decide(target), target))
+        if info.prepare_name is not None:
+            overlay[info.prepare_name] = info
+    return out
+
+
+def refused(decisions: list[tuple[Decision, StatementInfo]]) -> int:
+    """The index of the statement whose decision refuses the message (deny before review, first first); -1."""
+    best, rank = -1, 3
+    for i, (d, _) in enumerate(decisions):
+        r = {"deny": 0, "review": 1}.get(d.action, 3)
+        if r < rank:
+            best, rank = i, r
+    return best
