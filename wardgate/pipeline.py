@@ -22,6 +22,7 @@ from .identity.model import Authenticator, AuthFailure, Identity
 from .policy.decide import UNKNOWN_STATEMENT, decide_message, effective, refused, single_statement
 from .policy.rules import UNPARSED_RULE, Decision, Policy, RuleSet
 from .policy.sql import StatementInfo, classify
+from .policy.startup import UnsupportedOption, as_statement, startup_settings
 from .store import StoreError
 from .store.db import Write
 
@@ -203,6 +204,25 @@ class Pipeline:
             raise SessionRefused("08004", f"wardgate cannot record this session, so it is refused: {exc}") from None
         self._check_audit()
         return session
+
+    def check_startup(self, session: Session, params: dict[str, str]) -> None:
+        """Startup-packet settings are decided like the SET statements they amount to (``role=admin`` is
+        ``SET ROLE admin``); one refused refuses the session. Raises ``SessionRefused``."""
+        try:
+            settings = startup_settings(params)
+        except UnsupportedOption as exc:
+            self._event("session_refused", session.identity.subject, session.connection_name, session.client,
+                        {"reason": str(exc)}, session.id)
+            raise SessionRefused("42501", f"wardgate: {exc}") from None
+        for name, value in settings:
+            info = single_statement(as_statement(name, value))
+            decision = session.rules.decide(info)
+            if not decision.allowed:
+                session.seq += 1
+                rec = StatementRecord(session, session.seq, "startup", info, 0, time.time(), decision)
+                refusal = _refusal(rec)
+                self.finish(rec, "denied", sqlstate=refusal.sqlstate, message=refusal.message)
+                raise SessionRefused(refusal.sqlstate, f"{refusal.message} (startup parameter {name})")
 
     def _check_audit(self) -> None:
         if not self.recorder.accepting:

@@ -399,6 +399,7 @@ class ClientConnection(_Endpoint):
         )
         self.session = session
         forwarded = {k: v for k, v in params.items() if k not in _NOT_FORWARDED and not k.startswith("_pq_.")}
+        self.pipeline.check_startup(session, forwarded)
         return session, forwarded
 
     async def _start_tls(self) -> None:

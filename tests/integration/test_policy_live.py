@@ -1,0 +1,148 @@
+"""Policy decisions on a live gateway: refusals keep the session and its transaction state exactly as a server
+error would; startup-packet settings are decided like SET; reviews refuse until the review workflow exists.
+
+The statement corpus (test_policy_corpus.py) covers what is decided; this file covers how a decision meets the
+protocol.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import psycopg
+import pytest
+from psycopg import pq
+
+from tests.conftest import Gateway, UpstreamDB, flush_wait, recorded, run_gateway, unique
+
+RULES = [
+    {"name": "orders-need-review", "action": "review", "when": {"kinds": ["update", "delete"], "tables": ["orders"]},
+     "reason": "orders are money"},
+]
+
+
+@pytest.fixture(scope="module")
+def gw(upstream: UpstreamDB, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    with upstream.connect(autocommit=True) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS orders (id int PRIMARY KEY, amount int)")
+        conn.execute("INSERT INTO orders VALUES (1, 10), (2, 20) ON CONFLICT DO NOTHING")
+    with run_gateway(tmp_path_factory.mktemp("policy-live"), upstream, extra={"rules": RULES}) as g:
+        yield g
+
+
+def connect(gw: Gateway, user: str, **kw: Any) -> psycopg.Connection[Any]:
+    return psycopg.connect(gw.dsn(user, gw.token(user)), **kw)
+
+
+def test_refusal_in_a_transaction_leaves_it_failed_as_a_server_error_would(gw: Gateway) -> None:
+    user = unique("tx")
+    with connect(gw, user) as conn:
+        conn.execute("INSERT INTO orders VALUES (100, 1)")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege) as err:
+            conn.execute("TRUNCATE orders")
+        assert 'rule "no-truncate"' in str(err.value)
+        assert err.value.diag.message_hint and "nothing of the message ran" in err.value.diag.message_hint
+        assert conn.info.transaction_status == pq.TransactionStatus.INERROR
+        with pytest.raises(psycopg.errors.InFailedSqlTransaction):
+            conn.execute("SELECT 1")
+        conn.rollback()
+        assert conn.execute("SELECT count(*) FROM orders WHERE id = 100").fetchone() == (0,)
+        assert conn.info.transaction_status == pq.TransactionStatus.INTRANS
+    _, stmts = recorded(gw, user)
+    assert [(s["kind"], s["status"], s["decision"], s["rule"]) for s in stmts] == [
+        ("transaction", "ok", "allow", "default"),  # psycopg's BEGIN
+        ("insert", "ok", "allow", "default"),
+        ("truncate", "denied", "deny", "no-truncate"),
+        ("select", "error", "allow", "default"),  # the server refused it: the transaction had failed
+        ("transaction", "ok", "allow", "default"),  # ROLLBACK
+        ("transaction", "ok", "allow", "default"),  # BEGIN
+        ("select", "ok", "allow", "default"),
+        ("transaction", "ok", "allow", "default"),  # psycopg's COMMIT on leaving the with block
+    ]
+    denied = next(s for s in stmts if s["status"] == "denied")
+    assert denied["reason"] == "TRUNCATE removes every row of a table" and denied["sqlstate"] == "42501"
+
+
+def test_refused_at_parse_the_statement_never_exists_and_its_name_is_free(gw: Gateway) -> None:
+    """psycopg prepares a statement by name after a few executions; a refused Parse creates nothing."""
+    user = unique("parse")
+    with connect(gw, user, autocommit=True) as conn:
+        for _ in range(2):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match='rule "no-delete-without-where"'):
+                conn.execute("DELETE FROM orders", prepare=True)
+            assert conn.execute("SELECT 1", prepare=True).fetchone() == (1,)
+        cur = conn.cursor(binary=True)  # extended protocol, unnamed statement
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match='rule "no-role-changes"'):
+            cur.execute("SET ROLE postgres")
+        assert conn.execute("SELECT current_user = session_user").fetchone() == (True,)
+    _, stmts = recorded(gw, user)
+    assert [(s["protocol"], s["status"], s["rule"]) for s in stmts if s["status"] == "denied"] == [
+        ("extended", "denied", "no-delete-without-where")] * 2 + [("extended", "denied", "no-role-changes")]
+
+
+def test_review_refuses_until_reviews_exist_and_says_so(gw: Gateway) -> None:
+    user = unique("review")
+    with connect(gw, user, autocommit=True) as conn:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege) as err:
+            conn.execute("UPDATE orders SET amount = 0 WHERE id = 1")
+        message = str(err.value)
+        assert 'rule "orders-need-review" requires approval' in message and "refused" in message
+        assert err.value.diag.message_detail == "reason: orders are money"
+        assert conn.execute("SELECT amount FROM orders WHERE id = 1").fetchone() == (10,)
+    _, stmts = recorded(gw, user)
+    assert [(s["status"], s["decision"], s["rule"], s["reason"]) for s in stmts] == [
+        ("denied", "review", "orders-need-review", "orders are money"),
+        ("ok", "allow", "default", None),
+    ]
+
+
+def test_startup_settings_are_decided_like_set(gw: Gateway) -> None:
+    user = unique("startup")
+    with pytest.raises(psycopg.OperationalError) as err:
+        psycopg.connect(gw.dsn(user, gw.token(user), options="-c role=postgres")).close()
+    assert 'rule "no-role-changes"' in str(err.value) and "startup parameter role" in str(err.value)
+
+    async def asyncpg_role() -> str:
+        try:
+            conn = await asyncpg.connect(host="127.0.0.1", port=gw.port, user=user, password=gw.token(user),
+                                         database="app", ssl="require",
+                                         server_settings={"session_authorization": "postgres"})
+        except asyncpg.PostgresError as exc:
+            return f"{exc.sqlstate} {exc}"
+        await conn.close()
+        return "connected"
+
+    got = asyncio.run(asyncpg_role())
+    assert got.startswith("42501") and 'rule "no-role-changes"' in got
+    with pytest.raises(psycopg.OperationalError, match="not a setting"):
+        psycopg.connect(gw.dsn(user, gw.token(user), options="-B 1000")).close()
+    with psycopg.connect(gw.dsn(user, gw.token(user), options=r"-c search_path=public\\ ,pg_catalog")) as conn:
+        assert conn.execute("SHOW search_path").fetchone() == ("public ,pg_catalog",)
+
+    def ended() -> list[str] | None:
+        reasons = [str(s["end_reason"]) for s in gw.store().sessions(limit=50, user=user) if s["ended_at"]]
+        return reasons if len(reasons) == 4 else None
+
+    reasons = flush_wait(ended)
+    assert sum("no-role-changes" in r for r in reasons) == 2 and sum("not a setting" in r for r in reasons) == 1
+    refused = [s for s in gw.store().sessions(limit=50, user=user) if "no-role-changes" in str(s["end_reason"])]
+    texts = sorted(st["text"] for r in refused for st in gw.store().statements(r["id"]))
+    assert texts == ["SET role = $1", "SET session_authorization = $1"]  # recorded, the role name redacted
+
+
+def test_read_only_connection(upstream: UpstreamDB, tmp_path: Path) -> None:
+    with run_gateway(tmp_path, upstream, connection={"read_only": True}) as g:
+        user = unique("ro")
+        with connect(g, user, autocommit=True) as conn:
+            assert conn.execute("SELECT count(*) FROM orders").fetchone() is not None
+            for sql in ["INSERT INTO orders VALUES (7, 7)", "SELECT * FROM orders FOR UPDATE",
+                        "CREATE TABLE ro_x (a int)", "SELECT setval('x', 1)"]:
+                with pytest.raises(psycopg.errors.InsufficientPrivilege, match='rule "read-only"'):
+                    conn.execute(sql)
+            conn.execute("SET search_path = public")
+            conn.execute("BEGIN READ ONLY")
+            conn.execute("COMMIT")
