@@ -146,7 +146,8 @@ def drop_database(db: str, role: str) -> None:
         admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
 
 
-def start_wardgate(work: Path, db: str, role: str) -> tuple[subprocess.Popen[bytes], Target]:
+def start_wardgate(work: Path, db: str, role: str, name: str = "wardgate",
+                   policy: dict[str, object] | None = None) -> tuple[subprocess.Popen[bytes], Target]:
     port = free_port()
     cfg = work / "wardgate.yaml"
     cfg.write_text(json.dumps({
@@ -154,6 +155,7 @@ def start_wardgate(work: Path, db: str, role: str) -> tuple[subprocess.Popen[byt
         "data_dir": str(work / "data"),
         "listen": {"postgres": f"127.0.0.1:{port}", "allow_plaintext": True},
         "connections": {"bench": {"upstream": f"postgresql://{role}@127.0.0.1:5432/{db}"}},
+        "policy": policy or {},
     }))
     wardgate = [sys.executable, "-m", "wardgate.cli"]
     log = open(work / "wardgate.log", "wb")  # noqa: SIM115 - lives as long as the process
@@ -162,7 +164,7 @@ def start_wardgate(work: Path, db: str, role: str) -> tuple[subprocess.Popen[byt
     wait_port(port)
     token = subprocess.run([*wardgate, "token", "create", "-c", str(cfg), "--user", "bench", "--ttl", "2h"],
                            check=True, capture_output=True, text=True).stdout.strip()
-    return proc, Target("wardgate", port, "bench", "bench", token, proc.pid)
+    return proc, Target(name, port, "bench", "bench", token, proc.pid)
 
 
 def start_framing_relay(db: str, role: str) -> tuple[subprocess.Popen[bytes], Target]:
@@ -210,6 +212,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="2 s runs, 1 repetition (a smoke test of the harness)")
     ap.add_argument("--json", type=Path, help="also write the raw results here")
     ap.add_argument("--only", help="run only the workloads whose name contains this text (e.g. 'select-only')")
+    ap.add_argument("--policy-off", action="store_true",
+                    help="also run a wardgate without the default rule pack, to measure what the pack costs")
     args = ap.parse_args()
     workloads = [w for w in WORKLOADS if not args.only or args.only in w.name]
     if not workloads:
@@ -230,6 +234,12 @@ def main() -> None:
         fr_proc, fr = start_framing_relay(db, role)
         procs.append(fr_proc)
         targets = [Target("direct", 5432, role, db, None, None), pb, fr, gw]
+        if args.policy_off:
+            (work / "wardgate-nopack").mkdir()
+            np_proc, np = start_wardgate(work / "wardgate-nopack", db, role, "wardgate, no rules",
+                                         {"builtin": False, "unparsed": "allow"})
+            procs.append(np_proc)
+            targets.append(np)
         results: dict[tuple[str, str], list[dict[str, float]]] = {}
         rnd = random.Random(1)
         for rep in range(args.reps):
@@ -264,10 +274,13 @@ def report(
     for w in workloads:
         direct_tps = med(w.name, "direct", "tps")
         direct_lat = med(w.name, "direct", "latency_ms")
-        for t in ("direct", "pgbouncer", "framing relay", "wardgate"):
+        names = ["direct", "pgbouncer", "framing relay", "wardgate"]
+        if args.policy_off:
+            names.append("wardgate, no rules")
+        for t in names:
             tps = med(w.name, t, "tps")
             lat = med(w.name, t, "latency_ms")
-            gw = t == "wardgate"
+            gw = t.startswith("wardgate")
             vs_pgb = f"{tps / med(w.name, 'pgbouncer', 'tps'):.2f}" if gw else ""
             vs_relay = f"{tps / med(w.name, 'framing relay', 'tps'):.2f}" if gw else ""
             cpu = f"{med(w.name, t, 'cpu_us_per_tx'):.0f}" if t != "direct" else ""
