@@ -149,6 +149,7 @@ def connections_list(config_path: str | None, store_url: str | None, as_json: bo
             "sslmode": c.sslmode,
             "password": str(c.password) if c.password else None,
             "allow_groups": c.allow_groups,
+            "read_only": c.read_only,
             "description": c.description,
         }
         for name, c in cfg.connections.items()
@@ -157,7 +158,7 @@ def connections_list(config_path: str | None, store_url: str | None, as_json: bo
         _json(items)
         return
     _table(
-        ["NAME", "TYPE", "UPSTREAM", "SSLMODE", "PASSWORD", "ALLOW GROUPS"],
+        ["NAME", "TYPE", "UPSTREAM", "SSLMODE", "PASSWORD", "ALLOW GROUPS", "ACCESS"],
         [
             [
                 i["name"],
@@ -166,6 +167,7 @@ def connections_list(config_path: str | None, store_url: str | None, as_json: bo
                 i["sslmode"],
                 i["password"] or "-",
                 ",".join(i["allow_groups"]) or "(any)",
+                "read-only" if i["read_only"] else "read-write",
             ]
             for i in items
         ],
@@ -337,15 +339,18 @@ def sessions_show(config_path: str | None, store_url: str | None, session_id: st
     click.echo(f"bytes       {row['bytes_from_client']} from client, {row['bytes_to_client']} to client")
     click.echo("")
     _table(
-        ["#", "TIME (UTC)", "KIND", "STATUS", "RESULT", "MS", "STATEMENT"],
+        ["#", "TIME (UTC)", "KIND", "STATUS", "RULE", "RESULT", "MS", "STATEMENT"],
         [
             [
                 str(s["seq"]),
                 _ts(s["started_at"]),
                 s["kind"],
                 s["status"],
+                "-" if s["rule"] in (None, "default") else f"{s['rule']} ({s['decision']})",
                 (
-                    f"{s['sqlstate']} {s['error_message'] or ''}"
+                    f"{s['sqlstate']} {s['reason'] or s['error_message'] or ''}"
+                    if s["status"] == "denied"
+                    else f"{s['sqlstate']} {s['error_message'] or ''}"
                     if s["sqlstate"]
                     else (s["command_tag"] or "")
                     + (

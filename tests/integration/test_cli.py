@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 from pathlib import Path
@@ -51,8 +52,9 @@ def test_missing_secret_env_is_reported(tmp_path: Path) -> None:
 def test_demo_config_is_valid_and_lists_its_connection() -> None:
     res = _run("connections", "list", "-c", "examples/demo.yaml", "--json")
     assert res.returncode == 0, res.stderr
-    (demo,) = json.loads(res.stdout)
+    demo, readonly = json.loads(res.stdout)
     assert demo["name"] == "demo" and demo["database"] == "wardgate_demo" and demo["password"] is None
+    assert readonly["name"] == "demo-readonly" and readonly["read_only"] and not demo["read_only"]
     text = _run("connections", "list", "-c", "examples/demo.yaml").stdout
     assert "demo" in text and "wardgate_demo@127.0.0.1:5432/wardgate_demo" in text
 
@@ -65,6 +67,8 @@ def test_token_lifecycle_and_sessions(gateway: Gateway) -> None:
     assert plain.stdout.count(".") == 2 and "expires" in plain.stderr  # token alone on stdout
     with psycopg.connect(gateway.dsn("cli-user", created["token"]), application_name="cli-test") as conn:
         conn.execute("select * from customers where email = 'c1@example.com'")
+        with contextlib.suppress(psycopg.errors.InsufficientPrivilege):
+            conn.execute("truncate customers")
     listed = json.loads(gateway.cli("token", "list", "--user", "cli-user", "--json").stdout)
     assert {t["id"] for t in listed} >= {created["id"]}
     assert all("token" not in t for t in listed)
@@ -84,6 +88,8 @@ def test_token_lifecycle_and_sessions(gateway: Gateway) -> None:
     assert "c1@example.com" not in json.dumps(shown)
     human = gateway.cli("sessions", "show", sid).stdout
     assert "cli-user" in human and "select * from customers where email = $1" in human
+    denied = next(line for line in human.splitlines() if "truncate customers" in line)
+    assert "denied" in denied and "no-truncate (deny)" in denied and "42501 TRUNCATE removes every row" in denied
     table = gateway.cli("sessions", "list").stdout
     assert sid[:8] in table and "cli-test" in table
     missing = gateway.cli("sessions", "show", "zzzz", check=False)
