@@ -255,6 +255,7 @@ class RuleMatch(_Model):
     writes: bool | None = None
     functions: list[str] = Field(default_factory=list)
     regex: str | None = None
+    except_kinds: list[str] = Field(default_factory=list)  # never matches a statement of these kinds/tags
 
     @field_validator("regex")
     @classmethod
@@ -266,7 +267,7 @@ class RuleMatch(_Model):
                 raise ValueError(f"not a valid regular expression: {exc}") from None
         return v
 
-    @field_validator("kinds", "tables", "functions")
+    @field_validator("kinds", "tables", "functions", "except_kinds")
     @classmethod
     def _lower(cls, v: list[str]) -> list[str]:
         return [x.strip().lower() for x in v]

@@ -240,3 +240,43 @@ def test_startup_settings_are_decided_as_set_statements() -> None:
         assert decide(cfg, as_statement(name, value)) == ("deny", "no-role-changes")
     assert decide(cfg, as_statement("search_path", "x', 'y")) == ("allow", "default")
     assert one(as_statement("search_path", "it's")).redacted == "SET search_path = $1"
+
+
+def test_set_config_is_the_set_it_amounts_to() -> None:
+    cfg = config(policy={"read_only_groups": ["analysts"]})
+    assert decide(cfg, "SELECT set_config('role', 'postgres', false)") == ("deny", "no-role-changes")
+    assert decide(cfg, "SELECT pg_catalog.set_config('SESSION_AUTHORIZATION', 'x', false)") == (
+        "deny", "no-role-changes")
+    assert decide(cfg, "SELECT set_config($1, $2, false)") == ("deny", "no-role-changes")  # could be either
+    # asyncpg's type introspection and pg_dump's preamble change only their own session's settings
+    jit = "SELECT current_setting('jit') AS cur, set_config('jit', 'off', false) AS new"
+    assert one(jit).writes and "settings_only" in one(jit).kinds
+    assert decide(cfg, jit, ("analysts",)) == ("allow", "default")
+    assert decide(cfg, "SELECT pg_catalog.set_config('search_path', '', false)", ("analysts",)) == (
+        "allow", "default")
+    assert decide(cfg, "SELECT set_config('jit', 'off', false), nextval('s')", ("analysts",)) == (
+        "deny", "read-only")
+
+
+def test_lock_in_access_share_mode_is_a_read() -> None:
+    cfg = config(policy={"read_only_groups": ["analysts"]})
+    assert decide(cfg, "LOCK TABLE t IN ACCESS SHARE MODE", ("analysts",)) == ("allow", "default")
+    assert decide(cfg, "LOCK TABLE t IN ROW SHARE MODE", ("analysts",)) == ("deny", "read-only")
+    assert decide(cfg, "LOCK t", ("analysts",)) == ("deny", "read-only")
+
+
+def test_except_kinds() -> None:
+    cfg = config(rules=[{"name": "no-writes", "action": "deny", "when": {"writes": True, "except_kinds": ["insert"]}}])
+    assert decide(cfg, "INSERT INTO t VALUES (1)") == ("allow", "default")
+    assert decide(cfg, "UPDATE t SET a = 1 WHERE id = 1") == ("deny", "no-writes")
+
+
+def test_set_config_of_a_column_pinned_by_the_where_clause() -> None:
+    """pg_dump: SELECT set_config(name, ..., false) FROM pg_settings WHERE name = '...'."""
+    cfg = config()
+    dump = "SELECT set_config(name, 'view, foreign-table', false) FROM pg_settings WHERE name = 'restrict_{}'"
+    assert decide(cfg, dump.format("nonsystem_relation_kind")) == ("allow", "default")
+    evasion = "SELECT set_config(name, 'postgres', false) FROM pg_settings WHERE name = {}"
+    assert decide(cfg, evasion.format("'role'")) == ("deny", "no-role-changes")
+    assert decide(cfg, evasion.format("'x' OR name = 'role'")) == ("deny", "no-role-changes")
+    assert decide(cfg, "SELECT set_config(name, 'x', false) FROM pg_settings") == ("deny", "no-role-changes")

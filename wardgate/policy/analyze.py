@@ -101,6 +101,7 @@ _TABLE_OBJECTS = frozenset({
     "OBJECT_TABLE", "OBJECT_VIEW", "OBJECT_MATVIEW", "OBJECT_SEQUENCE", "OBJECT_INDEX", "OBJECT_FOREIGN_TABLE",
 })
 _CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
+_ACCESS_SHARE = 1  # LockStmt.mode: AccessShareLock
 
 
 @dataclass(slots=True)
@@ -112,6 +113,9 @@ class Facts:
     functions: set[str] = field(default_factory=set)
     writes: bool = False
     unbounded: set[str] = field(default_factory=set)  # "delete"/"update" statements in it that have no WHERE
+    # Columns the enclosing SELECT's WHERE pins to a constant (``WHERE name = 'x'``), innermost last: lets
+    # ``SELECT set_config(name, ...) FROM pg_settings WHERE name = 'x'`` (pg_dump does this) be read exactly.
+    pinned: list[dict[tuple[str, ...], str]] = field(default_factory=list)
     prepare_name: str | None = None  # PREPARE name AS ...
     execute_name: str | None = None  # EXECUTE name
     literal_sensitive: bool = False  # its verdict may depend on a literal's value (e.g. WHERE 1 = 1)
@@ -142,11 +146,16 @@ def analyze(stmt: dict[str, Any]) -> Facts:
     _walk(stmt, facts, ctes)
     facts.reads -= ctes  # a CTE's name is not a table (a qualified name cannot be a CTE)
     facts.reads -= facts.writes_to
-    if facts.kind in _WRITING_KINDS or facts.writes_to or facts.unbounded:
-        facts.writes = True
-    if facts.functions & WRITING_FUNCTIONS or {f.rsplit(".", 1)[-1] for f in facts.functions} & WRITING_FUNCTIONS:
-        facts.writes = True
+    writing_kind = facts.kind in _WRITING_KINDS and "lock_access_share" not in facts.tags
+    data = facts.writes or writing_kind or bool(facts.writes_to) or bool(facts.unbounded)
+    called = {f.rsplit(".", 1)[-1] for f in facts.functions} & WRITING_FUNCTIONS
+    if called:
         facts.tags.add("writing_function")
+    if called - {"set_config"}:
+        data = True
+    facts.writes = data or bool(called)
+    if facts.writes and not data:
+        facts.tags.add("settings_only")  # its only effect is set_config() of a session setting, as SET would be
     if facts.kind in ("create", "alter", "drop"):
         facts.tags.add("ddl")
     return facts
@@ -256,7 +265,9 @@ def _visit(name: str, node: dict[str, Any], facts: Facts, ctes: set[str], explai
         return
     if name == "ExplainStmt" and "explain_analyze" not in facts.tags:
         explain_only = True  # EXPLAIN without ANALYZE plans the statement; it does not run it
-    if not explain_only:
+    if name == "LockStmt" and int(node.get("mode", 8)) <= _ACCESS_SHARE:
+        facts.tags.add("lock_access_share")  # the lock every SELECT takes (pg_dump asks for it): a read
+    elif not explain_only:
         key = _WRITE_TARGETS.get(name)
         if key is not None:
             facts.writes_to.update(_relname(rv) for rv in _targets(node, key))
@@ -274,9 +285,72 @@ def _visit(name: str, node: dict[str, Any], facts: Facts, ctes: set[str], explai
         parts = [p["String"]["sval"] for p in node.get("funcname", []) if "String" in p]
         if parts:
             facts.functions.add(".".join(parts).lower())
+            if parts[-1].lower() == "set_config":
+                _set_config(node, facts)
+    pinned = name == "SelectStmt"
+    if pinned:
+        facts.pinned.append(_pinned_columns(node.get("whereClause")))
     for child in node.values():
         if isinstance(child, (dict, list)):
             _walk(child, facts, ctes, explain_only)
+    if pinned:
+        facts.pinned.pop()
+
+
+def _column(node: dict[str, Any]) -> tuple[str, ...] | None:
+    ref = node.get("ColumnRef")
+    if ref is None:
+        return None
+    return tuple(str(f.get("String", {}).get("sval", "*")) for f in ref.get("fields", []))
+
+
+def _text_const(node: dict[str, Any]) -> str | None:
+    const = node.get("A_Const")
+    return None if const is None else const.get("sval", {}).get("sval")
+
+
+def _pinned_columns(where: dict[str, Any] | None) -> dict[tuple[str, ...], str]:
+    """``col = 'const'`` terms ANDed at the top of a WHERE: each such column can only hold that value."""
+    if not where:
+        return {}
+    terms = [where]
+    bool_expr = where.get("BoolExpr")
+    if bool_expr is not None:
+        if bool_expr.get("boolop") != "AND_EXPR":
+            return {}
+        terms = bool_expr.get("args", [])
+    out: dict[tuple[str, ...], str] = {}
+    for term in terms:
+        expr = term.get("A_Expr") if isinstance(term, dict) else None
+        if not expr or expr.get("kind") != "AEXPR_OP":
+            continue
+        if [n.get("String", {}).get("sval") for n in expr.get("name", [])] != ["="]:
+            continue
+        left, right = expr.get("lexpr", {}), expr.get("rexpr", {})
+        for col_side, const_side in ((left, right), (right, left)):
+            col, const = _column(col_side), _text_const(const_side)
+            if col is not None and const is not None:
+                out[col] = const
+    return out
+
+
+def _set_config(node: dict[str, Any], facts: Facts) -> None:
+    """``set_config('role', ...)`` is ``SET ROLE``: tagged as such, so the rules on role changes see it. A
+    setting name the text does not spell out (a parameter, an expression) could be either: tagged as both."""
+    args = node.get("args") or [{}]
+    first = args[0]
+    setting = _text_const(first)
+    if setting is None:
+        # after redaction the name (or the constant a WHERE pins its column to) is a $n: the verdict needs the
+        # statement itself
+        facts.literal_sensitive = True
+        col = _column(first)
+        if col is not None and facts.pinned:
+            setting = facts.pinned[-1].get(col)
+    if setting is None:
+        facts.tags.update(("set_role", "set_session_authorization"))
+    elif setting.strip().lower() in ("role", "session_authorization"):
+        facts.tags.add(f"set_{setting.strip().lower()}")
 
 
 def _dml(name: str, node: dict[str, Any], facts: Facts) -> None:

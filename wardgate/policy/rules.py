@@ -56,6 +56,7 @@ class Match:
     writes: bool | None = None
     functions: tuple[str, ...] = ()
     regex: re.Pattern[str] | None = None
+    except_kinds: frozenset[str] = frozenset()
 
     @classmethod
     def of(cls, m: RuleMatch) -> Match:
@@ -66,10 +67,13 @@ class Match:
             m.writes,
             tuple(m.functions),
             re.compile(m.regex) if m.regex else None,
+            frozenset(m.except_kinds),
         )
 
     def matches(self, info: StatementInfo) -> bool:
         if self.kinds and not self.kinds & info.kinds:
+            return False
+        if self.except_kinds and self.except_kinds & info.kinds:
             return False
         if self.no_where is not None:
             relevant = (self.kinds & _BOUNDED_KINDS) or _BOUNDED_KINDS
@@ -149,6 +153,10 @@ READ_ONLY_RULE = "read-only"
 RESERVED_NAMES = BUILTIN_NAMES | {UNPARSED_RULE, UNKNOWN_PREPARED_RULE, READ_ONLY_RULE, "default"}
 
 
+# Read-only: nothing that writes, except changing one's own session settings (set_config(), as SET would).
+_WRITES = Match(writes=True, except_kinds=frozenset({"settings_only"}))
+
+
 def _from_config(rc: RuleConfig) -> Rule:
     return Rule(
         rc.name,
@@ -182,10 +190,10 @@ class Policy:
                           "what would run", builtin=True))
         read_only = [name for name, c in config.connections.items() if c.read_only]
         if read_only:
-            rules.append(Rule(READ_ONLY_RULE, "deny", Match(writes=True), "the connection is read-only",
+            rules.append(Rule(READ_ONLY_RULE, "deny", _WRITES, "the connection is read-only",
                               connections=frozenset(read_only), builtin=True))
         if pc.read_only_groups:
-            rules.append(Rule(READ_ONLY_RULE, "deny", Match(writes=True), "your group has read-only access",
+            rules.append(Rule(READ_ONLY_RULE, "deny", _WRITES, "your group has read-only access",
                               groups=frozenset(pc.read_only_groups), builtin=True))
         self.rules = tuple(rules)
         self.default = pc.default
