@@ -20,7 +20,7 @@ from .audit.recorder import AuditUnavailable, Recorder
 from .config import Config, PostgresConnection
 from .identity.model import Authenticator, AuthFailure, Identity
 from .policy.decide import UNKNOWN_STATEMENT, decide_message, effective, refused, single_statement
-from .policy.rules import UNPARSED_RULE, Decision, Policy, RuleSet
+from .policy.rules import UNPARSED_RULE, UNREADABLE_RULE, Decision, Policy, RuleSet
 from .policy.sql import StatementInfo, classify
 from .policy.startup import UnsupportedOption, as_statement, startup_settings
 from .store import StoreError
@@ -111,8 +111,11 @@ class Session:
     client: ClientInfo
     started_at: float  # epoch seconds
     rules: RuleSet
+    read_only: bool = False  # the upstream session runs with default_transaction_read_only = on
     seq: int = 0
     ended: bool = False
+    # Why statements cannot be read as the server reads them right now (setting -> reason); see parameter_changed.
+    unreadable: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -175,7 +178,8 @@ class Pipeline:
                 f"it requires membership in one of: {', '.join(conn.allow_groups)}",
             )
         rules = self.policy.scope(connection_name, identity.groups)
-        session = Session(str(uuid.uuid4()), identity, connection_name, conn, client, time.time(), rules)
+        session = Session(str(uuid.uuid4()), identity, connection_name, conn, client, time.time(), rules,
+                          self.policy.read_only(connection_name, identity.groups))
         try:
             self.recorder.record(
                 Write(
@@ -251,9 +255,58 @@ class Pipeline:
             raise SessionRefused("08004", "wardgate cannot verify tokens right now (store unavailable)") from None
         return identity
 
-    def application_name_changed(self, session: Session, name: str) -> None:
-        """Clients such as pgjdbc name themselves with SET after login; the session record follows."""
-        self.recorder.record(Write("sessions", {"id": session.id, "application_name": name[:256]}, key="id"))
+    def parameter_changed(self, session: Session, name: str, value: str) -> None:
+        """The server reported a setting (ParameterStatus), at login or after a SET.
+
+        ``application_name``: clients such as pgjdbc name themselves with SET after login; the session record
+        follows. ``standard_conforming_strings`` and ``client_encoding``: the gateway reads statements with
+        PostgreSQL's own lexer as it works with standard strings in UTF-8; with backslash escapes in plain
+        strings, or a client encoding whose multi-byte characters can hold a backslash or quote byte, the server
+        would read the same bytes differently (a statement could hide inside what the gateway takes for a
+        string). Until the setting is back, only the statement that puts it back is let through.
+        """
+        if name == "application_name":
+            self.recorder.record(Write("sessions", {"id": session.id, "application_name": value[:256]}, key="id"))
+        elif name == "standard_conforming_strings":
+            if value.lower() == "on":
+                session.unreadable.pop(name, None)
+            else:
+                session.unreadable[name] = "standard_conforming_strings is off"
+        elif name == "client_encoding":
+            if value.upper().replace("-", "").replace("_", "") in ("UTF8", "UNICODE", "SQLASCII"):
+                session.unreadable.pop(name, None)
+            else:
+                session.unreadable[name] = f"the client encoding is {value}"
+
+    def _check_readable(self, session: Session, text: str, infos: tuple[StatementInfo, ...], protocol: str) -> None:
+        """Refuse what the gateway cannot read as the server would (see parameter_changed), except the one
+        statement that restores the setting: a lone SET/RESET of it (or RESET ALL), with no backslash in it."""
+        restoring = (
+            len(infos) == 1
+            and "\\" not in text
+            and infos[0].kind in ("set", "reset")
+            and (
+                infos[0].redacted == "RESET ALL"
+                or infos[0].tags & {"set_standard_conforming_strings", "set_client_encoding"}
+                or any(f"reset {n}" in (infos[0].redacted or "").lower() for n in session.unreadable)
+            )
+        )
+        if restoring:
+            return
+        why = " and ".join(session.unreadable.values())
+        decision = Decision("deny", UNREADABLE_RULE, f"{why}: the gateway cannot read statements as the server would")
+        session.seq += 1
+        info = infos[0] if len(infos) == 1 else StatementInfo("multiple", None)
+        rec = StatementRecord(session, session.seq, protocol, info, 0, time.time(), decision)
+        exc = StatementRefused(
+            "0A000",
+            f"wardgate: statements are refused while {why}, because the gateway cannot then read them as the "
+            f"server does",
+            None,
+            "SET standard_conforming_strings = on and SET client_encoding = 'UTF8' (or RESET ALL) to continue",
+        )
+        self.finish(rec, "denied", sqlstate=exc.sqlstate, message=exc.message)
+        raise exc
 
     def end_session(self, session: Session, reason: str, bytes_from_client: int, bytes_to_client: int) -> None:
         if session.ended:
@@ -326,6 +379,8 @@ class Pipeline:
         self._admit()
         started = time.time()
         infos = classify(text)
+        if session.unreadable:
+            self._check_readable(session, text, infos, "simple")
         decisions = decide_message(session.rules, infos, prepared)
         records = [
             StatementRecord(session, session.seq + i + 1, "simple", info, 0, started, decision)
@@ -347,6 +402,8 @@ class Pipeline:
         """An extended-protocol Parse: a statement the policy refuses is refused here, before it exists."""
         self._admit()
         info = single_statement(text)
+        if session.unreadable:
+            self._check_readable(session, text, (info,), "extended")
         decision = session.rules.decide(effective(info, prepared))
         if not decision.allowed:
             session.seq += 1

@@ -135,14 +135,69 @@ def test_startup_settings_are_decided_like_set(gw: Gateway) -> None:
 
 
 def test_read_only_connection(upstream: UpstreamDB, tmp_path: Path) -> None:
+    """Refused by the gateway when the text shows a write; refused by the server (the upstream session runs with
+    default_transaction_read_only = on) when it does not, e.g. a function that writes."""
+    with upstream.connect(autocommit=True) as conn:
+        conn.execute("CREATE OR REPLACE FUNCTION ro_writer() RETURNS int LANGUAGE sql "
+                     "AS $$ INSERT INTO orders VALUES (77, 7) RETURNING id $$")
     with run_gateway(tmp_path, upstream, connection={"read_only": True}) as g:
         user = unique("ro")
         with connect(g, user, autocommit=True) as conn:
             assert conn.execute("SELECT count(*) FROM orders").fetchone() is not None
             for sql in ["INSERT INTO orders VALUES (7, 7)", "SELECT * FROM orders FOR UPDATE",
-                        "CREATE TABLE ro_x (a int)", "SELECT setval('x', 1)"]:
+                        "CREATE TABLE ro_x (a int)", "SELECT setval('x', 1)", "BEGIN READ WRITE",
+                        "SET default_transaction_read_only = off", "SET SESSION CHARACTERISTICS AS TRANSACTION "
+                        "READ WRITE", "SELECT set_config('default_transaction_read_only', 'off', false)"]:
                 with pytest.raises(psycopg.errors.InsufficientPrivilege, match='rule "read-only"'):
                     conn.execute(sql)
+            with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+                conn.execute("SELECT ro_writer()")  # the gateway cannot see inside: the server refuses
             conn.execute("SET search_path = public")
+            conn.execute("RESET ALL")
+            assert conn.execute("SHOW default_transaction_read_only").fetchone() == ("on",)
             conn.execute("BEGIN READ ONLY")
             conn.execute("COMMIT")
+        with pytest.raises(psycopg.OperationalError, match='rule "read-only"'):
+            psycopg.connect(g.dsn(user, g.token(user), options="-c default_transaction_read_only=off")).close()
+    with upstream.connect(autocommit=True) as conn:
+        assert conn.execute("SELECT count(*) FROM orders WHERE id = 77").fetchone() == (0,)
+
+
+def test_statements_are_refused_while_strings_would_be_read_differently(gw: Gateway) -> None:
+    """With standard_conforming_strings off, 'a\\', '...' ends a string where the gateway's lexer (and the
+    server, with it on) does not: a statement could hide inside what the gateway reads as a string."""
+    user = unique("scs")
+    smuggle = "SELECT '\\', '; SELECT 1 AS hidden; --'"
+    with connect(gw, user, autocommit=True) as conn:
+        conn.execute("SET standard_conforming_strings = off")
+        for sql in [smuggle, "SELECT 1", "SET standard_conforming_strings = on; SELECT 1"]:
+            with pytest.raises(psycopg.errors.FeatureNotSupported, match="standard_conforming_strings is off"):
+                conn.execute(sql)
+        conn.execute("SET standard_conforming_strings = on")
+        assert conn.execute(smuggle).fetchone() == ("\\", "; SELECT 1 AS hidden; --")
+        conn.execute("SET client_encoding = 'LATIN1'")
+        with pytest.raises(psycopg.errors.FeatureNotSupported, match="client encoding is LATIN1"):
+            conn.execute("SELECT 1")
+        conn.execute("RESET ALL")
+        assert conn.execute("SELECT 2").fetchone() == (2,)
+    # the same when the setting comes with the startup packet
+    with psycopg.connect(gw.dsn(user, gw.token(user), options="-c standard_conforming_strings=off"),
+                         autocommit=True) as conn:
+        with pytest.raises(psycopg.errors.FeatureNotSupported):
+            conn.execute("SELECT 1")
+        conn.execute("RESET standard_conforming_strings")  # allowed, but back to the session's default: off
+        with pytest.raises(psycopg.errors.FeatureNotSupported):
+            conn.execute("SELECT 1")
+        conn.execute("SET standard_conforming_strings = on")
+        assert conn.execute("SELECT 3").fetchone() == (3,)
+    stmts = [s for sid in _session_ids(gw, user) for s in gw.store().statements(sid)]
+    denied = [s for s in stmts if s["status"] == "denied"]
+    assert {s["rule"] for s in denied} == {"unreadable-session"} and len(denied) == 6
+
+
+def _session_ids(gw: Gateway, user: str) -> list[str]:
+    def ended() -> list[str] | None:
+        rows = gw.store().sessions(limit=10, user=user)
+        return [r["id"] for r in rows] if rows and all(r["ended_at"] for r in rows) and len(rows) == 2 else None
+
+    return flush_wait(ended) or []

@@ -55,7 +55,19 @@ def decide(cfg: Config, text: str, groups: tuple[str, ...] = ("eng",), connectio
     ("DELETE FROM t WHERE 1 = 1", "delete", {"delete"}, (), ("t",), True, {"delete"}),
     ("DELETE FROM t WHERE true", "delete", {"delete"}, (), ("t",), True, {"delete"}),
     ("DELETE FROM t WHERE id = id", "delete", {"delete"}, (), ("t",), True, {"delete"}),
-    ("DELETE FROM t WHERE 1 = 2", "delete", {"delete"}, (), ("t",), True, set()),
+    ("DELETE FROM t WHERE 1 = 2", "delete", {"delete"}, (), ("t",), True, {"delete"}),  # no column: no bound
+    ("DELETE FROM t WHERE 2 > 1 AND NOT false", "delete", {"delete"}, (), ("t",), True, {"delete"}),
+    ("DELETE FROM t x WHERE EXISTS (SELECT 1 FROM u WHERE u.a = 1)", "delete", {"delete"}, ("u",), ("t",), True,
+     {"delete"}),
+    ("DELETE FROM t x WHERE EXISTS (SELECT 1 FROM u WHERE u.a = x.a)", "delete", {"delete"}, ("u",), ("t",), True,
+     set()),
+    ("DELETE FROM t WHERE id IN (SELECT id FROM u)", "delete", {"delete"}, ("u",), ("t",), True, set()),
+    ("MERGE INTO t USING s ON true WHEN MATCHED THEN UPDATE SET a = 1", "merge", {"merge", "update"}, ("s",),
+     ("t",), True, {"update"}),
+    ("INSERT INTO t VALUES (1) ON CONFLICT (id) DO UPDATE SET a = 2", "insert", {"insert", "update"}, (), ("t",),
+     True, set()),
+    ("SELECT * FROM secrets, (WITH secrets AS (SELECT 1) SELECT * FROM secrets) s", "select", {"select"},
+     ("secrets",), (), False, set()),
     ("DELETE FROM t WHERE id = 7 OR 'a' = 'a'", "delete", {"delete"}, (), ("t",), True, {"delete"}),
     ("DELETE FROM t WHERE id = $1", "delete", {"delete"}, (), ("t",), True, set()),
     ("SELECT * INTO n FROM t", "select", {"select", "select_into"}, ("t",), ("n",), True, set()),
@@ -101,9 +113,8 @@ def test_functions_are_seen_wherever_they_are_called() -> None:
 def test_literal_values_do_not_leak_and_shapes_are_shared() -> None:
     a, b = one("DELETE FROM t WHERE id = 4111111111111111"), one("DELETE FROM t WHERE id = 5")
     assert a == b and a.redacted == "DELETE FROM t WHERE id = $1"
-    # the same shape, but here the literals decide that the WHERE bounds nothing
-    assert one("DELETE FROM t WHERE 7 = 7").unbounded == {"delete"}
-    assert one("DELETE FROM t WHERE 7 = 8").unbounded == frozenset()
+    # a WHERE that names no column bounds nothing, whatever its literals: the shape alone decides it
+    assert one("DELETE FROM t WHERE 7 = 7").unbounded == {"delete"} == one("DELETE FROM t WHERE 7 = 8").unbounded
 
 
 def test_unparsable_is_unparsed_with_the_parser_message_without_the_text() -> None:
@@ -280,3 +291,19 @@ def test_set_config_of_a_column_pinned_by_the_where_clause() -> None:
     assert decide(cfg, evasion.format("'role'")) == ("deny", "no-role-changes")
     assert decide(cfg, evasion.format("'x' OR name = 'role'")) == ("deny", "no-role-changes")
     assert decide(cfg, "SELECT set_config(name, 'x', false) FROM pg_settings") == ("deny", "no-role-changes")
+
+
+def test_function_bodies_are_judged_by_what_they_run() -> None:
+    cfg = config()
+    plpgsql = "CREATE FUNCTION f() RETURNS void LANGUAGE plpgsql AS $$ BEGIN EXECUTE 'TRUNCATE t'; END $$"
+    assert decide(cfg, plpgsql) == ("deny", "no-do-blocks")
+    assert decide(cfg, "CREATE FUNCTION f() RETURNS int LANGUAGE sql AS $$ DELETE FROM t; SELECT 1 $$") == (
+        "deny", "no-delete-without-where")
+    assert decide(cfg, "CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC DELETE FROM t; SELECT 1; END") \
+        == ("deny", "no-delete-without-where")
+    assert decide(cfg, "CREATE FUNCTION f(a int) RETURNS int LANGUAGE sql AS $$ SELECT a + 1 $$") == (
+        "allow", "default")
+    assert decide(cfg, "SELECT query_to_xml('SELECT 1', true, false, '')") == ("deny", "no-server-functions")
+    rules = config(rules=[{"name": "secrets", "action": "deny", "when": {"tables": ["secrets"]}}])
+    assert decide(rules, "SELECT table_to_xml('public.secrets', true, false, '')") == ("deny", "secrets")
+    assert decide(rules, "SELECT table_to_xml(n, true, false, '') FROM x") == ("deny", "no-do-blocks")

@@ -498,7 +498,10 @@ class ClientConnection(_Endpoint):
                     "08006",
                     f'TLS to the upstream of connection "{self._conn_name}" failed: {exc.reason or exc}',
                 ) from None
-        up.write(encode.startup_message({"user": conn.user, "database": conn.database, **params}))
+        startup = {"user": conn.user, "database": conn.database, **params}
+        if self.session is not None and self.session.read_only:
+            startup["default_transaction_read_only"] = "on"  # the server refuses what the gateway cannot see
+        up.write(encode.startup_message(startup))
         auth = UpstreamAuth(conn.user, conn.password.value if conn.password else None)
         replay: list[bytes] = []
         key = (0, 0)
@@ -510,6 +513,8 @@ class ClientConnection(_Endpoint):
                     up.write(reply)
             elif kind in (m.PARAMETER_STATUS, m.NOTICE_RESPONSE):
                 replay.append(frame)
+                if kind == m.PARAMETER_STATUS and self.session is not None:
+                    self.pipeline.parameter_changed(self.session, *decode.parameter_status(frame))
             elif kind == m.BACKEND_KEY_DATA:
                 key = decode.backend_key(frame)
             elif kind == m.ERROR_RESPONSE:
@@ -733,9 +738,8 @@ class ClientConnection(_Endpoint):
                         finish(h, "skipped")
                 self.rows = 0
             elif kind == m.PARAMETER_STATUS:
-                name, value = decode.parameter_status(frame)
-                if name == "application_name" and self.session is not None:
-                    self.pipeline.application_name_changed(self.session, value)
+                if self.session is not None:
+                    self.pipeline.parameter_changed(self.session, *decode.parameter_status(frame))
             elif kind == m.READY_FOR_QUERY:
                 left = tracker.ready()
                 self._undo(left)

@@ -7,9 +7,12 @@ called inside a subquery or an ``EXPLAIN ANALYZE`` of an UPDATE is seen wherever
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
+
+from pglast import parser as pg
 
 # Top-level node -> kind. Unlisted Create*/Alter*/Drop* nodes are create/alter/drop; anything else is named after
 # its node, snake-cased (e.g. "ClusterStmt" -> "cluster").
@@ -76,6 +79,8 @@ WRITING_FUNCTIONS = frozenset({
     "pg_drop_replication_slot", "pg_replication_origin_create", "pg_stat_reset", "pg_stat_reset_shared",
     "pg_import_system_collations",
 })
+# Functions that read the table their text argument names.
+_TABLE_TEXT_FUNCTIONS = frozenset({"table_to_xml", "table_to_xmlschema", "table_to_xml_and_xmlschema"})
 # The key under which each node keeps the relation(s) it writes.
 _WRITE_TARGETS = {
     "InsertStmt": "relation",
@@ -142,9 +147,7 @@ def analyze(stmt: dict[str, Any]) -> Facts:
     ((name, node),) = stmt.items()
     facts = Facts(kind_of(name, node))
     _top(facts, name, node)
-    ctes: set[str] = set()
-    _walk(stmt, facts, ctes)
-    facts.reads -= ctes  # a CTE's name is not a table (a qualified name cannot be a CTE)
+    _walk(stmt, facts, frozenset())
     facts.reads -= facts.writes_to
     writing_kind = facts.kind in _WRITING_KINDS and "lock_access_share" not in facts.tags
     data = facts.writes or writing_kind or bool(facts.writes_to) or bool(facts.unbounded)
@@ -176,8 +179,16 @@ def _top(facts: Facts, name: str, node: dict[str, Any]) -> None:
             facts.writes_to.update(_relname(rv) for rv in _targets(node, "relation"))
     elif name == "VariableSetStmt":
         var = str(node.get("name", ""))
-        if var in ("role", "session_authorization") and facts.kind == "set":
+        if var in ("role", "session_authorization", "standard_conforming_strings", "client_encoding") \
+                and facts.kind == "set":
             facts.tags.add(f"set_{var}")
+        if var in _READ_ONLY_SETTINGS and node.get("kind") == "VAR_SET_VALUE":
+            if any(_off(a) for a in node.get("args", [])):
+                facts.tags.add("read_write")
+        elif node.get("kind") == "VAR_SET_MULTI":
+            _transaction_options(node.get("args", []), facts)
+    elif name == "TransactionStmt":
+        _transaction_options(node.get("options", []), facts)
     elif name == "AlterSystemStmt":
         facts.tags.add("alter_system")
     elif name in _ROLE_NODES:
@@ -206,6 +217,68 @@ def _top(facts: Facts, name: str, node: dict[str, Any]) -> None:
         facts.execute_name = node.get("name")
     elif name == "SelectStmt" and node.get("intoClause"):
         facts.tags.add("select_into")
+    elif name == "CreateFunctionStmt":
+        _function_body(node, facts)
+
+
+_READ_ONLY_SETTINGS = ("default_transaction_read_only", "transaction_read_only")
+
+
+def _off(value: Any) -> bool:
+    """Is this setting value false? Anything the gateway cannot read counts as false (the unsafe reading)."""
+    const = value.get("A_Const") if isinstance(value, dict) else None
+    if const is None:
+        return True
+    if "ival" in const:
+        return not const["ival"].get("ival", 0)
+    if "sval" in const:
+        return str(const["sval"].get("sval", "")).strip().lower() in ("off", "false", "0", "no", "f", "n", "of")
+    if "boolval" in const:
+        return not const["boolval"].get("boolval", False)
+    return True
+
+
+def _transaction_options(options: list[Any], facts: Facts) -> None:
+    """BEGIN/START TRANSACTION/SET TRANSACTION/SET SESSION CHARACTERISTICS ... READ WRITE: tagged ``read_write``,
+    which a read-only session refuses (its upstream runs with default_transaction_read_only = on)."""
+    for o in options:
+        d = o.get("DefElem", {}) if isinstance(o, dict) else {}
+        if d.get("defname") == "transaction_read_only" and _off(d.get("arg")):
+            facts.tags.add("read_write")
+
+
+def _function_body(node: dict[str, Any], facts: Facts) -> None:
+    """A function's body runs later, one ``SELECT f()`` away, so CREATE FUNCTION is judged by it. A SQL body is
+    parsed and its statements' facts join this one's (a ``DELETE FROM t`` in it is a DELETE without WHERE);
+    a procedural body (plpgsql, C, ...) cannot be inspected, like a DO block: tagged ``procedural_code``."""
+    options = {
+        o["DefElem"].get("defname"): o["DefElem"].get("arg") for o in node.get("options", []) if "DefElem" in o
+    }
+    language = str((options.get("language") or {}).get("String", {}).get("sval", "sql")).lower()
+    body = options.get("as")
+    if body is None:
+        if language != "sql":
+            facts.tags.add("procedural_code")
+        return  # no body, or BEGIN ATOMIC: its statements are in the tree and walked like the rest
+    facts.literal_sensitive = True  # redaction turns the body into a $n; the verdict needs the text
+    items = body.get("List", {}).get("items", []) if isinstance(body, dict) else []
+    texts = [i.get("String", {}).get("sval", "") for i in items]
+    if language != "sql" or len(texts) != 1:
+        facts.tags.add("procedural_code")
+        return
+    try:
+        stmts = json.loads(pg.parse_sql_json(texts[0])).get("stmts", [])
+    except (pg.ParseError, ValueError):
+        facts.tags.add("procedural_code")  # unreadable: as uninspectable as any other language
+        return
+    for stmt in stmts:
+        inner = analyze(stmt["stmt"])
+        facts.tags |= inner.tags | {inner.kind}
+        facts.reads |= inner.reads
+        facts.writes_to |= inner.writes_to
+        facts.functions |= inner.functions
+        facts.unbounded |= inner.unbounded
+        facts.writes = facts.writes or inner.writes
 
 
 def _truthy(arg: Any) -> bool:
@@ -227,15 +300,18 @@ def _relname(rv: dict[str, Any]) -> str:
     return f"{schema}.{rv['relname']}" if schema else str(rv["relname"])
 
 
-def _walk(value: Any, facts: Facts, ctes: set[str], explain_only: bool = False) -> None:
+def _walk(value: Any, facts: Facts, ctes: frozenset[str], explain_only: bool = False) -> None:
     """Visit every node. Node types are capitalised keys (``{"SelectStmt": {...}}``); typed fields hold their
-    node's content directly (``"relation": {"relname": ...}``), so a RangeVar is known by its ``relname``."""
+    node's content directly (``"relation": {"relname": ...}``), so a RangeVar is known by its ``relname``.
+
+    ``ctes``: the CTE names in scope here; an unqualified name among them is the CTE, not a table. Scoped per
+    WITH, so a CTE named like a table hides that table only where the CTE is visible."""
     if isinstance(value, list):
         for v in value:
             _walk(v, facts, ctes, explain_only)
     elif isinstance(value, dict):
         if "relname" in value:
-            facts.reads.add(_relname(value))
+            _read(value, facts, ctes)
             return
         for key, child in value.items():
             if isinstance(child, dict):
@@ -245,6 +321,11 @@ def _walk(value: Any, facts: Facts, ctes: set[str], explain_only: bool = False) 
                     _walk(child, facts, ctes, explain_only)
             elif isinstance(child, list):
                 _walk(child, facts, ctes, explain_only)
+
+
+def _read(rv: dict[str, Any], facts: Facts, ctes: frozenset[str]) -> None:
+    if rv.get("schemaname") or rv["relname"] not in ctes:
+        facts.reads.add(_relname(rv))
 
 
 def _targets(node: dict[str, Any], key: str) -> list[dict[str, Any]]:
@@ -259,10 +340,13 @@ def _targets(node: dict[str, Any], key: str) -> list[dict[str, Any]]:
     return out
 
 
-def _visit(name: str, node: dict[str, Any], facts: Facts, ctes: set[str], explain_only: bool) -> None:
+def _visit(name: str, node: dict[str, Any], facts: Facts, ctes: frozenset[str], explain_only: bool) -> None:
     if "relname" in node:  # {"RangeVar": {...}}
-        facts.reads.add(_relname(node))
+        _read(node, facts, ctes)
         return
+    with_clause = node.get("withClause")
+    if isinstance(with_clause, dict):
+        ctes = ctes | {str(c.get("CommonTableExpr", {}).get("ctename", "")) for c in with_clause.get("ctes", [])}
     if name == "ExplainStmt" and "explain_analyze" not in facts.tags:
         explain_only = True  # EXPLAIN without ANALYZE plans the statement; it does not run it
     if name == "LockStmt" and int(node.get("mode", 8)) <= _ACCESS_SHARE:
@@ -279,14 +363,15 @@ def _visit(name: str, node: dict[str, Any], facts: Facts, ctes: set[str], explai
             facts.writes = True
         if name in ("InsertStmt", "UpdateStmt", "DeleteStmt", "MergeStmt"):
             _dml(name, node, facts)
-    if name == "CommonTableExpr":
-        ctes.add(str(node.get("ctename", "")))
-    elif name == "FuncCall":
+    if name == "FuncCall":
         parts = [p["String"]["sval"] for p in node.get("funcname", []) if "String" in p]
         if parts:
             facts.functions.add(".".join(parts).lower())
-            if parts[-1].lower() == "set_config":
+            fn = parts[-1].lower()
+            if fn == "set_config":
                 _set_config(node, facts)
+            elif fn in _TABLE_TEXT_FUNCTIONS:
+                _table_argument(node, facts)
     pinned = name == "SelectStmt"
     if pinned:
         facts.pinned.append(_pinned_columns(node.get("whereClause")))
@@ -334,6 +419,18 @@ def _pinned_columns(where: dict[str, Any] | None) -> dict[tuple[str, ...], str]:
     return out
 
 
+def _table_argument(node: dict[str, Any], facts: Facts) -> None:
+    """``table_to_xml('public.secrets', ...)`` reads the table its text argument names."""
+    facts.literal_sensitive = True  # the name is a literal, a $n after redaction
+    args = node.get("args") or [{}]
+    first = args[0].get("TypeCast", {}).get("arg", args[0])  # 'x'::regclass
+    name = _text_const(first)
+    if name is None:
+        facts.tags.add("dynamic_sql")  # a table chosen at run time: the gateway cannot tell which
+    else:
+        facts.reads.add(".".join(p.strip().strip('"') for p in name.split(".")))
+
+
 def _set_config(node: dict[str, Any], facts: Facts) -> None:
     """``set_config('role', ...)`` is ``SET ROLE``: tagged as such, so the rules on role changes see it. A
     setting name the text does not spell out (a parameter, an expression) could be either: tagged as both."""
@@ -348,69 +445,87 @@ def _set_config(node: dict[str, Any], facts: Facts) -> None:
         if col is not None and facts.pinned:
             setting = facts.pinned[-1].get(col)
     if setting is None:
-        facts.tags.update(("set_role", "set_session_authorization"))
-    elif setting.strip().lower() in ("role", "session_authorization"):
-        facts.tags.add(f"set_{setting.strip().lower()}")
+        facts.tags.update(("set_role", "set_session_authorization", "read_write", "set_standard_conforming_strings",
+                           "set_client_encoding"))
+        return
+    setting = setting.strip().lower()
+    if setting in ("role", "session_authorization", "standard_conforming_strings", "client_encoding"):
+        facts.tags.add(f"set_{setting}")
+    elif setting in _READ_ONLY_SETTINGS:
+        facts.tags.add("read_write")  # whatever the value: set_config's value is often not spelled out
 
 
 def _dml(name: str, node: dict[str, Any], facts: Facts) -> None:
     kind = _KINDS[name]
     facts.tags.add(kind)
     if name in ("UpdateStmt", "DeleteStmt"):
-        where = node.get("whereClause")
-        if where is None or _always_true(where):
+        if not _bounds(node.get("whereClause"), _target_names(node)):
             facts.unbounded.add(kind)
-        elif _maybe_constant(where):
-            facts.literal_sensitive = True
+    elif name == "InsertStmt":
+        conflict = node.get("onConflictClause") or {}
+        if conflict.get("action") == "ONCONFLICT_UPDATE":
+            facts.tags.add("update")  # an upsert updates the rows it conflicts with
     elif name == "MergeStmt":
+        targets = _target_names(node)
+        bounded = _bounds(node.get("joinCondition"), targets)
         for clause in node.get("mergeWhenClauses", []):
-            cmd = str(clause.get("MergeWhenClause", {}).get("commandType", ""))
-            if cmd == "CMD_DELETE":
-                facts.tags.add("delete")
-            elif cmd == "CMD_UPDATE":
-                facts.tags.add("update")
+            when = clause.get("MergeWhenClause", {})
+            cmd = str(when.get("commandType", ""))
+            for command, tag in (("CMD_DELETE", "delete"), ("CMD_UPDATE", "update")):
+                if cmd == command:
+                    facts.tags.add(tag)
+                    if not bounded and not _bounds(when.get("condition"), targets):
+                        facts.unbounded.add(tag)
 
 
-def _always_true(where: dict[str, Any]) -> bool:
-    """WHERE true, WHERE 1 = 1, WHERE 'a' = 'a': a WHERE that bounds nothing."""
-    const = where.get("A_Const")
-    if const is not None:
-        return bool(const.get("boolval", {}).get("boolval")) if "boolval" in const else False
-    cast = where.get("TypeCast")
-    if cast is not None:
-        arg = cast.get("arg", {}).get("A_Const", {})
-        return str(arg.get("sval", {}).get("sval", "")).lower() in ("t", "true", "on", "yes", "1")
+def _target_names(node: dict[str, Any]) -> frozenset[str]:
+    """How the statement's target table can be named in its WHERE: its name and its alias."""
+    rel = node.get("relation") or {}
+    names = {str(rel.get("relname", ""))}
+    alias = (rel.get("alias") or {}).get("aliasname")
+    if alias:
+        names.add(str(alias))
+    return frozenset(names)
+
+
+def _bounds(where: Any, targets: frozenset[str]) -> bool:
+    """Does this WHERE (or MERGE join condition) restrict which rows are touched?
+
+    No, when it refers to no column at all: its value is the same for every row, whatever constants, operators,
+    casts or parameters it is made of (``WHERE 1 = 1``, ``WHERE 2 > 1``, ``WHERE $1 = $2``, ``WHERE NOT false``),
+    including a harmless ``WHERE 1 = 2``, which is refused along with them. No, too, for ``col = col`` and an OR
+    one of whose branches bounds nothing.
+    """
+    if not isinstance(where, dict) or not where:
+        return False
+    if not _mentions_column(where, targets):
+        return False
     expr = where.get("A_Expr")
     if expr is not None and expr.get("kind") == "AEXPR_OP":
-        op = [n["String"]["sval"] for n in expr.get("name", []) if "String" in n]
-        left, right = expr.get("lexpr", {}), expr.get("rexpr", {})
-        if op == ["="] and "A_Const" in left and "A_Const" in right:
-            return bool(_const(left) == _const(right))
-        if op == ["="] and "ColumnRef" in left and "ColumnRef" in right:
-            return bool(left["ColumnRef"].get("fields") == right["ColumnRef"].get("fields"))  # WHERE id = id
+        left, right = _column(expr.get("lexpr", {})), _column(expr.get("rexpr", {}))
+        if left is not None and left == right:
+            return False  # WHERE id = id
     bool_expr = where.get("BoolExpr")
     if bool_expr is not None and bool_expr.get("boolop") == "OR_EXPR":
-        return any(_always_true(a) for a in bool_expr.get("args", []))
+        return all(_bounds(a, targets) for a in bool_expr.get("args", []))
+    return True
+
+
+def _mentions_column(node: Any, targets: frozenset[str], in_subquery: bool = False) -> bool:
+    """A column of the target table: any column outside a subquery; inside one (``EXISTS (SELECT ...)``), only a
+    column qualified with the target's name or alias, since a subquery about other tables is the same for
+    every row."""
+    if isinstance(node, dict):
+        if "CurrentOfExpr" in node:
+            return True
+        col = _column(node)
+        if col is not None:
+            return not in_subquery or (len(col) > 1 and col[-2] in targets)
+        link = node.get("SubLink")
+        if link is not None:  # `x IN (SELECT ...)`: x is outside the subquery, the SELECT inside
+            return _mentions_column(link.get("testexpr"), targets, in_subquery) or _mentions_column(
+                link.get("subselect"), targets, True)
+        return any(_mentions_column(v, targets, in_subquery) for v in node.values() if isinstance(v, (dict, list)))
+    if isinstance(node, list):
+        return any(_mentions_column(v, targets, in_subquery) for v in node)
     return False
-
-
-def _maybe_constant(where: dict[str, Any]) -> bool:
-    """A WHERE made of parameters alone (``$1 = $2``, ``$1``): after redaction its truth lies in the literals."""
-    if "ParamRef" in where:
-        return True
-    expr = where.get("A_Expr")
-    if expr is not None:
-        sides = [expr.get("lexpr", {}), expr.get("rexpr", {})]
-        return all("ParamRef" in s or "A_Const" in s for s in sides)
-    bool_expr = where.get("BoolExpr")
-    if bool_expr is not None and bool_expr.get("boolop") == "OR_EXPR":
-        return any(_maybe_constant(a) for a in bool_expr.get("args", []))
-    cast = where.get("TypeCast")
-    return cast is not None and "ParamRef" in cast.get("arg", {})
-
-
-def _const(node: dict[str, Any]) -> object:
-    c = dict(node["A_Const"])
-    c.pop("location", None)
-    return repr(sorted(c.items()))
-

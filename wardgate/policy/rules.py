@@ -113,6 +113,23 @@ class Rule:
         return bool(self.connections) + bool(self.groups)
 
 
+SERVER_FUNCTIONS = (
+    # other sessions (every gateway user shares the upstream role) and the server itself
+    "pg_terminate_backend", "pg_cancel_backend", "pg_reload_conf", "pg_rotate_logfile", "pg_promote",
+    "pg_switch_wal",
+    # the server's files
+    "lo_import", "lo_export", "pg_read_file", "pg_read_binary_file", "pg_stat_file", "pg_file_write",
+    "pg_file_rename", "pg_file_unlink", "pg_ls_dir", "pg_ls_logdir", "pg_ls_waldir", "pg_ls_tmpdir",
+    "pg_ls_archive_statusdir", "pg_ls_logicalsnapdir", "pg_ls_logicalmapdir", "pg_ls_replslotdir",
+    # other databases
+    "dblink", "dblink_exec", "dblink_connect", "dblink_connect_u", "dblink_send_query", "dblink_open",
+    "dblink_fetch",
+    # SQL given as text, run inside the server where the gateway cannot see it
+    "query_to_xml", "query_to_xmlschema", "query_to_xml_and_xmlschema", "schema_to_xml", "schema_to_xmlschema",
+    "schema_to_xml_and_xmlschema", "database_to_xml", "database_to_xmlschema", "database_to_xml_and_xmlschema",
+)
+
+
 def _builtin(name: str, reason: str, **match: object) -> Rule:
     return Rule(name, "deny", Match(**match), reason, builtin=True)  # type: ignore[arg-type]
 
@@ -133,28 +150,27 @@ BUILTIN: tuple[Rule, ...] = (
              "use COPY ... FROM STDIN / TO STDOUT (psql \\copy)", kinds=frozenset({"copy_file"})),
     _builtin("no-alter-system", "ALTER SYSTEM changes the server's configuration",
              kinds=frozenset({"alter_system"})),
-    _builtin("no-do-blocks", "DO blocks run procedural code and dynamic SQL that the gateway cannot inspect",
-             kinds=frozenset({"do"})),
+    _builtin("no-do-blocks", "DO blocks, procedural function bodies and tables chosen at run time are code the "
+             "gateway cannot inspect", kinds=frozenset({"do", "procedural_code", "dynamic_sql"})),
     _builtin("no-role-changes", "roles and privileges are managed outside the gateway (GRANT, REVOKE, "
              "CREATE/ALTER/DROP ROLE, SET ROLE, SET SESSION AUTHORIZATION)",
              kinds=frozenset({"grant", "revoke", "role", "set_role", "set_session_authorization"})),
-    _builtin("no-server-functions", "the function reaches outside the database (server files, other "
-             "sessions, other databases, the server's configuration)",
-             functions=("pg_terminate_backend", "pg_reload_conf", "pg_rotate_logfile", "pg_promote",
-                        "pg_switch_wal", "lo_import", "lo_export", "pg_read_file", "pg_read_binary_file",
-                        "pg_ls_dir", "pg_stat_file", "pg_file_write", "pg_file_rename", "pg_file_unlink",
-                        "dblink", "dblink_exec", "dblink_connect", "dblink_connect_u", "dblink_send_query",
-                        "pg_execute_server_program")),
+    _builtin("no-server-functions", "the function reaches outside what the gateway can check (server files, "
+             "other sessions, other databases, the server's configuration, SQL given as text)",
+             functions=SERVER_FUNCTIONS),
 )
 BUILTIN_NAMES = frozenset(r.name for r in BUILTIN)  # the pack; "unparsed-statement" etc. are not in it
 UNPARSED_RULE = "unparsed-statement"
 UNKNOWN_PREPARED_RULE = "unknown-prepared-statement"
 READ_ONLY_RULE = "read-only"
-RESERVED_NAMES = BUILTIN_NAMES | {UNPARSED_RULE, UNKNOWN_PREPARED_RULE, READ_ONLY_RULE, "default"}
+UNREADABLE_RULE = "unreadable-session"  # standard_conforming_strings off, or a client encoding other than UTF-8
+RESERVED_NAMES = BUILTIN_NAMES | {UNPARSED_RULE, UNKNOWN_PREPARED_RULE, READ_ONLY_RULE, UNREADABLE_RULE, "default"}
 
 
 # Read-only: nothing that writes, except changing one's own session settings (set_config(), as SET would).
 _WRITES = Match(writes=True, except_kinds=frozenset({"settings_only"}))
+# ... nor turn the session's or a transaction's read-only mode off (the upstream enforces it: see read_only()).
+_READ_WRITE = Match(kinds=frozenset({"read_write"}))
 
 
 def _from_config(rc: RuleConfig) -> Rule:
@@ -188,16 +204,24 @@ class Policy:
         rules.append(Rule(UNKNOWN_PREPARED_RULE, "deny", Match(kinds=frozenset({"unknown"})),
                           "it executes a prepared statement the gateway never saw prepared, so it cannot check "
                           "what would run", builtin=True))
-        read_only = [name for name, c in config.connections.items() if c.read_only]
-        if read_only:
-            rules.append(Rule(READ_ONLY_RULE, "deny", _WRITES, "the connection is read-only",
-                              connections=frozenset(read_only), builtin=True))
-        if pc.read_only_groups:
-            rules.append(Rule(READ_ONLY_RULE, "deny", _WRITES, "your group has read-only access",
-                              groups=frozenset(pc.read_only_groups), builtin=True))
+        self.read_only_connections = frozenset(name for name, c in config.connections.items() if c.read_only)
+        self.read_only_groups = frozenset(pc.read_only_groups)
+        for match in (_WRITES, _READ_WRITE):
+            if self.read_only_connections:
+                rules.append(Rule(READ_ONLY_RULE, "deny", match, "the connection is read-only",
+                                  connections=self.read_only_connections, builtin=True))
+            if self.read_only_groups:
+                rules.append(Rule(READ_ONLY_RULE, "deny", match, "your group has read-only access",
+                                  groups=self.read_only_groups, builtin=True))
         self.rules = tuple(rules)
         self.default = pc.default
         self._scopes: dict[tuple[str, frozenset[str]], RuleSet] = {}
+
+    def read_only(self, connection: str, groups: Iterable[str]) -> bool:
+        """Is a session of these groups on this connection read-only? Then the upstream session also runs with
+        ``default_transaction_read_only = on``, so what the gateway cannot see (a function that writes) fails
+        at the server."""
+        return connection in self.read_only_connections or bool(self.read_only_groups & set(groups))
 
     def scope(self, connection: str, groups: Iterable[str]) -> RuleSet:
         key = (connection, frozenset(groups))
