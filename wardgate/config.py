@@ -251,6 +251,7 @@ class RuleMatch(_Model):
 
     kinds: list[str] = Field(default_factory=list)
     tables: list[str] = Field(default_factory=list)
+    tables_written: list[str] = Field(default_factory=list)
     no_where: bool | None = None
     writes: bool | None = None
     functions: list[str] = Field(default_factory=list)
@@ -267,16 +268,18 @@ class RuleMatch(_Model):
                 raise ValueError(f"not a valid regular expression: {exc}") from None
         return v
 
-    @field_validator("kinds", "tables", "functions", "except_kinds")
+    @field_validator("kinds", "tables", "tables_written", "functions", "except_kinds")
     @classmethod
     def _lower(cls, v: list[str]) -> list[str]:
         return [x.strip().lower() for x in v]
 
     @model_validator(mode="after")
     def _something(self) -> RuleMatch:
-        if not (self.kinds or self.tables or self.functions or self.regex) and self.no_where is None \
-                and self.writes is None:
-            raise ValueError("a rule must match on something: kinds, tables, no_where, writes, functions or regex")
+        if not (self.kinds or self.tables or self.tables_written or self.functions or self.regex) \
+                and self.no_where is None and self.writes is None:
+            raise ValueError(
+                "a rule must match on something: kinds, tables, tables_written, no_where, writes, functions or regex"
+            )
         return self
 
 

@@ -307,3 +307,13 @@ def test_function_bodies_are_judged_by_what_they_run() -> None:
     rules = config(rules=[{"name": "secrets", "action": "deny", "when": {"tables": ["secrets"]}}])
     assert decide(rules, "SELECT table_to_xml('public.secrets', true, false, '')") == ("deny", "secrets")
     assert decide(rules, "SELECT table_to_xml(n, true, false, '') FROM x") == ("deny", "no-do-blocks")
+
+
+def test_tables_written_matches_only_the_tables_a_statement_changes() -> None:
+    cfg = config(rules=[{"name": "orders-changes", "action": "review", "when": {"tables_written": ["orders"]}}])
+    assert decide(cfg, "UPDATE customers SET n = 1 FROM orders WHERE orders.c = customers.id") == ("allow", "default")
+    assert decide(cfg, "UPDATE orders SET n = 1 FROM customers WHERE orders.c = customers.id") == (
+        "review", "orders-changes")
+    assert decide(cfg, "WITH d AS (DELETE FROM public.orders WHERE id = 1 RETURNING *) SELECT * FROM d") == (
+        "review", "orders-changes")
+    assert decide(cfg, "SELECT * FROM orders") == ("allow", "default")

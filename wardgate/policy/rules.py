@@ -57,6 +57,7 @@ class Match:
     functions: tuple[str, ...] = ()
     regex: re.Pattern[str] | None = None
     except_kinds: frozenset[str] = frozenset()
+    tables_written: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, m: RuleMatch) -> Match:
@@ -68,6 +69,7 @@ class Match:
             tuple(m.functions),
             re.compile(m.regex) if m.regex else None,
             frozenset(m.except_kinds),
+            tuple(m.tables_written),
         )
 
     def matches(self, info: StatementInfo) -> bool:
@@ -84,6 +86,8 @@ class Match:
         if self.tables and not any(
             _name_matches(p, t) for p in self.tables for t in (*info.reads, *info.writes_to)
         ):
+            return False
+        if self.tables_written and not any(_name_matches(p, t) for p in self.tables_written for t in info.writes_to):
             return False
         if self.functions and not any(_name_matches(p, f) for p in self.functions for f in info.functions):
             return False
