@@ -512,6 +512,55 @@ def policy_check(
 
 
 @main.group()
+def mask() -> None:
+    """Try the masking detectors and styles on a value."""
+
+
+@mask.command("test")
+@click.option("--detector", "detectors", multiple=True, metavar="NAME",
+              help="A built-in detector (repeatable); all of them when omitted.")
+@click.option("--style", type=click.Choice(["partial", "full", "hash", "null"]), default="partial",
+              show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@click.argument("text")
+def mask_test(detectors: tuple[str, ...], style: str, as_json: bool, text: str) -> None:
+    """Show what the detectors find in TEXT and what it becomes. Exit 0 when something was found, 1 when not."""
+    import secrets as _secrets
+
+    from .masking import BUILTIN_DETECTORS, Scanner, mask_text
+
+    unknown = [d for d in detectors if d not in BUILTIN_DETECTORS]
+    if unknown:
+        click.echo(f"wardgate: no detector named {', '.join(unknown)} (detectors: {', '.join(BUILTIN_DETECTORS)})",
+                   err=True)
+        sys.exit(2)
+    scanner = Scanner.builtin(*detectors)
+    value = text.encode("utf-8")
+    found = scanner.find(value)
+    # hash tokens depend on the gateway's key; a throwaway key shows their shape without revealing it
+    masked, counts = mask_text(value, scanner, style, key=_secrets.token_bytes(32))
+    matches = [{"detector": m.detector, "start": m.start, "end": m.end,
+                "value": value[m.start:m.end].decode("utf-8", "replace")} for m in found]
+    result: dict[str, Any] = {
+        "matches": matches,
+        "masked": None if masked is None else masked.decode("utf-8", "replace"),
+        "counts": dict(counts),
+        "style": style,
+    }
+    if as_json:
+        _json(result)
+    else:
+        for m in matches:
+            click.echo(f"{m['detector']:16} {m['start']:>5}-{m['end']:<5} {m['value']}")
+        if not found:
+            click.echo("no match")
+        click.echo(f"masked ({style}): {'NULL' if masked is None else result['masked']}")
+        if style == "hash":
+            click.echo("(hash tokens made with a throwaway key: the gateway's differ)")
+    sys.exit(0 if found else 1)
+
+
+@main.group()
 def demo() -> None:
     """The demo dataset behind examples/demo.yaml."""
 

@@ -147,3 +147,20 @@ def test_serve_flags_and_environment_override_the_file(gateway: Gateway, tmp_pat
     assert "127.0.0.1:" + str(port) in log_path.read_text()
     sessions = json.loads(_run("sessions", "list", "-c", str(gateway.config_path), "--json", env=env).stdout)
     assert [s["user"] for s in sessions] == ["side-user"]
+
+
+def test_mask_test_shows_what_a_detector_does() -> None:
+    res = _run("mask", "test", "--detector", "email", "--json",
+               "mail Zoë <jane.doe@example.com>, card 4111111111111111")
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert [(m["detector"], m["value"]) for m in out["matches"]] == [("email", "jane.doe@example.com")]
+    assert out["masked"] == "mail Zoë <j*******@*******.com>, card 4111111111111111"  # only the detector asked for
+    full = _run("mask", "test", "--style", "full", "card 4111 1111 1111 1111")
+    assert "masked (full): card [redacted:credit_card]" in full.stdout
+    hashed = _run("mask", "test", "--style", "hash", "--json", "a@b.co")
+    assert json.loads(hashed.stdout)["masked"].startswith("h:")
+    nothing = _run("mask", "test", "order 2024-01-05 total 1234.56")
+    assert nothing.returncode == 1 and "no match" in nothing.stdout
+    bad = _run("mask", "test", "--detector", "nope", "x")
+    assert bad.returncode == 2 and "no detector named nope" in bad.stderr
