@@ -123,7 +123,7 @@ class Facts:
     pinned: list[dict[tuple[str, ...], str]] = field(default_factory=list)
     prepare_name: str | None = None  # PREPARE name AS ...
     execute_name: str | None = None  # EXECUTE name
-    literal_sensitive: bool = False  # its verdict may depend on a literal's value (e.g. WHERE 1 = 1)
+    literal_sensitive: bool = False  # its verdict may depend on a literal's value (set_config's name, a function body)
 
 
 def kind_of(node_name: str, node: dict[str, Any]) -> str:

@@ -126,7 +126,7 @@ def _classify_one(piece: str) -> StatementInfo:
         if info is not None:
             return info
     # The shape does not parse (a literal the grammar needs as a string, e.g. COPY t FROM 'file'), cannot be
-    # lexed, or its verdict depends on its literals (DELETE ... WHERE 1 = 1): classify the statement itself.
+    # lexed, or its verdict depends on its literals (set_config('role', ...)): classify the statement itself.
     try:
         node = _parse_one(piece)
     except (pg.ParseError, ValueError) as exc:
