@@ -424,6 +424,14 @@ class Pipeline:
             raise self._deny(rec)
         return rec
 
+    def record_skipped(self, session: Session, text: str, param_count: int, prepared: Mapping[str, str]) -> None:
+        """An Execute the server will skip (an earlier message of its batch was refused): recorded, not run."""
+        info = single_statement(text)
+        session.seq += 1
+        decision = session.rules.decide(effective(info, prepared))
+        self.finish(StatementRecord(session, session.seq, "extended", info, param_count, time.time(), decision),
+                    "skipped")
+
     def on_function_call(self, session: Session, function_oid: int, nargs: int) -> StatementRecord:
         self._admit()
         session.seq += 1

@@ -201,3 +201,29 @@ def _session_ids(gw: Gateway, user: str) -> list[str]:
         return [r["id"] for r in rows] if rows and all(r["ended_at"] for r in rows) and len(rows) == 2 else None
 
     return flush_wait(ended) or []
+
+
+def test_refusal_inside_a_pipeline_aborts_only_its_batch(gw: Gateway) -> None:
+    """psycopg's pipeline mode sends many statements before one Sync: a refusal aborts the rest of that batch,
+    as a server error would, and the next batch runs; the audit has exactly what ran and what was refused."""
+    user = unique("pipeline")
+    with connect(gw, user, autocommit=True) as conn:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match='rule "no-truncate"'), conn.pipeline() as p:
+            first = conn.execute("SELECT 1")
+            conn.execute("TRUNCATE orders")
+            conn.execute("SELECT 2")
+            p.sync()
+        assert first.fetchone() == (1,)  # ran before the refusal
+        with conn.pipeline() as p:
+            third = conn.execute("SELECT 3")
+            count = conn.execute("SELECT count(*) FROM orders WHERE id <= 2")
+            p.sync()
+            assert (third.fetchone(), count.fetchone()) == ((3,), (2,))
+    _, stmts = recorded(gw, user)
+    assert [(s["text"], s["status"], s["rule"]) for s in stmts] == [
+        ("SELECT $1", "ok", "default"),
+        ("TRUNCATE orders", "denied", "no-truncate"),  # refused at its Parse; the server skipped the rest
+        ("SELECT $1", "skipped", "default"),  # SELECT 2: sent, never run
+        ("SELECT $1", "ok", "default"),  # SELECT 3, the next batch
+        ("SELECT count(*) FROM orders WHERE id <= $1", "ok", "default"),
+    ]

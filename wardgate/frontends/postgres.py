@@ -594,8 +594,11 @@ class ClientConnection(_Endpoint):
             except StatementRefused as exc:
                 # Refused before it exists: a Parse of the same name that fails, so the server's state (no such
                 # statement, skip to Sync) is what the client would see had the server itself rejected it.
+                # (A failing Parse of the unnamed statement has already dropped the previous one.)
                 self.tracker.add(self._refuse(exc))
                 self.doomed = True
+                if not p.name:
+                    self.tracker.statements.pop("", None)
                 return encode.parse(p.name, _REFUSED_SQL)
         previous = self.tracker.statements.get(p.name, _ABSENT)
         self.tracker.parse(p.name, p.query)
@@ -623,9 +626,13 @@ class ClientConnection(_Endpoint):
     def _on_execute(self, frame: bytes) -> bytes:
         assert self.session is not None
         e = decode.execute(frame)
-        if self.doomed:
-            return frame  # the server skips it: an earlier message of this batch was refused
         text, param_count = self.tracker.portal(e.portal)
+        if self.doomed:
+            # An earlier message of this batch was refused, so the server skips this one: recorded as skipped,
+            # unless it executes the refused statement itself (already recorded as denied).
+            if text is not None:
+                self.pipeline.record_skipped(self.session, text, param_count, self.tracker.statements)
+            return frame
         try:
             rec = self.pipeline.on_execute(self.session, text, param_count, self.tracker.statements)
         except StatementRefused as exc:
