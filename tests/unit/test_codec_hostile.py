@@ -171,13 +171,24 @@ def data_row_frames(draw: st.DrawFn) -> tuple[bytes, Any]:
     body = struct.pack("!h", len(cols))
     for c in cols:
         body += struct.pack("!i", -1) if c is None else struct.pack("!i", len(c)) + c
-    return _frame(b"D", body), None
+    return _frame(b"D", body), tuple(cols)
+
+
+@st.composite
+def row_description_frames(draw: st.DrawFn) -> tuple[bytes, Any]:
+    fields = draw(st.lists(st.builds(m.Field, names, uint32s, int16s, uint32s, int16s,
+                                     st.integers(min_value=-(2**31), max_value=2**31 - 1), st.sampled_from([0, 1])),
+                           max_size=4))
+    body = struct.pack("!h", len(fields)) + b"".join(
+        _cstr(f.name) + struct.pack("!IhIhih", f.table_oid, f.column, f.type_oid, f.type_size, f.type_mod, f.format)
+        for f in fields)
+    return _frame(b"T", body), tuple(fields)
 
 
 FRONTEND = [query_frames(), parse_frames(), bind_frames(), execute_frames(), describe_frames(), close_frames(),
             function_call_frames(), simple_frames(), copy_frames(), password_frames()]
 BACKEND = [error_frames(), auth_frames(), parameter_status_frames(), backend_key_frames(),
-           command_complete_frames(), ready_frames(), data_row_frames()]
+           command_complete_frames(), ready_frames(), data_row_frames(), row_description_frames()]
 any_valid = st.one_of(*FRONTEND, *BACKEND)
 
 
@@ -241,7 +252,7 @@ def _only_violations(fn: Callable[[bytes], object], data: bytes) -> None:
 
 DECODERS: list[Callable[[bytes], object]] = [
     decode.query, decode.parse, decode.parse_cached, decode.bind, decode.bind_target, decode.execute, decode.close,
-    decode.function_call, decode.password,
+    decode.function_call, decode.password, decode.row_description, decode.data_row,
     decode.error_fields, decode.auth_request, decode.parameter_status, decode.backend_key, decode.command_tag,
     decode.ready_status,
 ]
@@ -341,6 +352,8 @@ ROUND_TRIPS: list[tuple[st.SearchStrategy[tuple[bytes, Any]], Callable[[bytes], 
     (parameter_status_frames(), decode.parameter_status),
     (backend_key_frames(), decode.backend_key),
     (ready_frames(), decode.ready_status),
+    (data_row_frames(), decode.data_row),
+    (row_description_frames(), decode.row_description),
 ]
 
 
@@ -442,3 +455,22 @@ def test_relay_path_decodes_what_the_reader_frames(strategy: st.SearchStrategy[t
     for kind, frame in frames:
         if kind in handled:
             _only_violations(handled[kind], frame)
+
+
+@FUZZ
+@given(st.lists(param_values, min_size=1, max_size=5), st.binary(max_size=8))
+def test_data_row_spans_walk_a_run_in_place(rows: list[list[bytes | None]], prefix: bytes) -> None:
+    """What a masker does on a run of DataRows: each row's value spans, as offsets into the run itself."""
+    run = prefix + b"".join(encode.data_row(r) for r in rows)
+    pos = len(prefix)
+    for values in rows:
+        spans, pos = decode.data_row_spans(run, pos)
+        assert [None if sp is None else run[sp[0] : sp[1]] for sp in spans] == values
+    assert pos == len(run)
+
+
+@FUZZ
+@given(row_description_frames())
+def test_row_description_encodes_back(case: tuple[bytes, Any]) -> None:
+    frame, fields = case
+    assert encode.row_description(fields) == frame

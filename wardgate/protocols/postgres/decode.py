@@ -11,6 +11,7 @@ import struct
 from .framing import ProtocolViolation
 from .messages import (
     CANCEL_REQUEST_CODE,
+    DATA_ROW,
     GSSENC_REQUEST_CODE,
     SSL_REQUEST_CODE,
     AuthRequest,
@@ -19,6 +20,7 @@ from .messages import (
     Close,
     ErrorFields,
     Execute,
+    Field,
     GSSENCRequest,
     Parse,
     SSLRequest,
@@ -304,3 +306,58 @@ def function_call(frame: bytes) -> tuple[int, int]:
     for _ in range(cur.count()):
         cur.int16()
     return oid, cur.count()
+
+
+_FIELD = struct.Struct("!IhIhih")
+
+
+def row_description(frame: bytes) -> tuple[Field, ...]:
+    """The columns of a RowDescription."""
+    cur = _Cursor(frame, 5)
+    fields = []
+    for _ in range(cur.count()):
+        name = cur.cstring()
+        table_oid, column, type_oid, type_size, type_mod, fmt = _FIELD.unpack(cur.raw(_FIELD.size))
+        fields.append(Field(name, table_oid, column, type_oid, type_size, type_mod, fmt))
+    cur.done()
+    return tuple(fields)
+
+
+def data_row_spans(buf: bytes | bytearray | memoryview, pos: int = 0) -> tuple[list[tuple[int, int] | None], int]:
+    """The value spans of the DataRow message at ``pos`` in ``buf`` (offsets in ``buf``; None for NULL) and the
+    offset just past the message. Works on a run of DataRows in place: nothing is copied, so a masker can rewrite
+    a value where it lies."""
+    try:
+        if buf[pos] != DATA_ROW:
+            raise ValueError("not a DataRow")
+        (length,) = _I.unpack_from(buf, pos + 1)
+        end = pos + 1 + length
+        if length < 6 or end > len(buf):
+            raise ValueError("invalid DataRow length")
+        (n,) = _H.unpack_from(buf, pos + 5)
+        if n < 0:
+            raise ValueError("negative column count")
+        at = pos + 7
+        spans: list[tuple[int, int] | None] = []
+        unpack = _I.unpack_from
+        for _ in range(n):
+            (size,) = unpack(buf, at)
+            at += 4
+            if size == -1:
+                spans.append(None)
+                continue
+            if size < 0 or at + size > end:
+                raise ValueError("invalid value length")
+            spans.append((at, at + size))
+            at += size
+        if at != end:
+            raise ValueError("trailing bytes")
+    except _MALFORMED as exc:
+        raise ProtocolViolation(f"malformed DataRow message: {exc}") from None
+    return spans, end
+
+
+def data_row(frame: bytes) -> tuple[bytes | None, ...]:
+    """The values of one DataRow (None for NULL)."""
+    spans, _ = data_row_spans(frame)
+    return tuple(None if s is None else frame[s[0] : s[1]] for s in spans)

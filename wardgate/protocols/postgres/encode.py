@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 
 from .messages import (
     CANCEL_REQUEST_CODE,
     PROTOCOL_3_0,
     SSL_REQUEST_CODE,
+    Field,
 )
 
 _I = struct.Struct("!i")
+_H = struct.Struct("!h")
+_FIELD = struct.Struct("!IhIhih")
+_NULL = _I.pack(-1)
 
 
 def _msg(kind: bytes, body: bytes) -> bytes:
@@ -99,3 +104,17 @@ def terminate() -> bytes:
 
 def parse(name: str, text: str) -> bytes:
     return _msg(b"P", _cstr(name) + _cstr(text) + b"\0\0")
+
+
+def row_description(fields: Sequence[Field]) -> bytes:
+    body = [_H.pack(len(fields))]
+    for f in fields:
+        body.append(_cstr(f.name) + _FIELD.pack(f.table_oid, f.column, f.type_oid, f.type_size, f.type_mod, f.format))
+    return _msg(b"T", b"".join(body))
+
+
+def data_row(values: Sequence[bytes | None]) -> bytes:
+    body = [_H.pack(len(values))]
+    for v in values:
+        body.append(_NULL if v is None else _I.pack(len(v)) + v)
+    return _msg(b"D", b"".join(body))

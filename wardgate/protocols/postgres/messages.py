@@ -110,6 +110,20 @@ class Close:
 
 
 @dataclass(frozen=True, slots=True)
+class Field:
+    """One column of a RowDescription: where it comes from (table OID and column number, 0 for an expression),
+    its type, and whether its values come as text (0) or binary (1)."""
+
+    name: str
+    table_oid: int
+    column: int
+    type_oid: int
+    type_size: int
+    type_mod: int
+    format: int
+
+
+@dataclass(frozen=True, slots=True)
 class ErrorFields:
     """Fields of an ErrorResponse or NoticeResponse, keyed by their one-letter codes."""
 
