@@ -224,8 +224,7 @@ class Pipeline:
             if not decision.allowed:
                 session.seq += 1
                 rec = StatementRecord(session, session.seq, "startup", info, 0, time.time(), decision)
-                refusal = _refusal(rec)
-                self.finish(rec, "denied", sqlstate=refusal.sqlstate, message=refusal.message)
+                refusal = self._deny(rec)
                 raise SessionRefused(refusal.sqlstate, f"{refusal.message} (startup parameter {name})")
 
     def _check_audit(self) -> None:
@@ -389,13 +388,10 @@ class Pipeline:
         session.seq += len(records)
         bad = refused(decisions)
         if bad >= 0:
-            exc = _refusal(records[bad])
             for i, r in enumerate(records):
-                if i == bad:
-                    self.finish(r, "denied", sqlstate=exc.sqlstate, message=exc.message)
-                else:
+                if i != bad:
                     self.finish(r, "skipped")
-            raise exc
+            raise self._deny(records[bad])
         return records
 
     def on_parse(self, session: Session, text: str, prepared: Mapping[str, str]) -> None:

@@ -164,20 +164,8 @@ def bind(frame: bytes) -> Bind:
         n = _count(frame, pos)
         formats = struct.unpack_from(f"!{n}h", frame, pos + 2)
         pos += 2 + 2 * n
-        n = _count(frame, pos)
-        pos += 2
-        params: list[bytes | None] = []
-        unpack = _I.unpack_from
-        for _ in range(n):
-            (size,) = unpack(frame, pos)
-            pos += 4
-            if size == -1:
-                params.append(None)
-                continue
-            if size < 0 or pos + size > len(frame):
-                raise ValueError("invalid parameter length")
-            params.append(frame[pos : pos + size])
-            pos += size
+        spans, pos = _value_spans(frame, pos, len(frame))
+        params = [None if sp is None else frame[sp[0] : sp[1]] for sp in spans]
         n = _count(frame, pos)
         result_formats = struct.unpack_from(f"!{n}h", frame, pos + 2)
         if pos + 2 + 2 * n != len(frame):
@@ -194,12 +182,8 @@ def bind_target(frame: bytes) -> tuple[str, str, int]:
     is read here is still validated, so a malformed prefix is a ProtocolViolation like everywhere else.
     """
     try:
-        nul = frame.index(0, 5)
-        portal = frame[5:nul].decode("utf-8")
-        pos = nul + 1
-        nul = frame.index(0, pos)
-        statement = frame[pos:nul].decode("utf-8")
-        pos = nul + 1
+        portal, pos = _cstr(frame, 5)
+        statement, pos = _cstr(frame, pos)
         pos += 2 + 2 * _count(frame, pos)
         n = _count(frame, pos)
     except _MALFORMED as exc:
@@ -323,6 +307,28 @@ def row_description(frame: bytes) -> tuple[Field, ...]:
     return tuple(fields)
 
 
+def _value_spans(buf: bytes | bytearray | memoryview, pos: int, end: int) -> tuple[list[tuple[int, int] | None], int]:
+    """A count and that many length-prefixed values (length -1: NULL), as in Bind and DataRow: each value's
+    (start, end) in ``buf`` and the offset after the last. Raises ValueError/struct.error when malformed."""
+    (n,) = _H.unpack_from(buf, pos)
+    if n < 0:
+        raise ValueError("negative count")
+    at = pos + 2
+    spans: list[tuple[int, int] | None] = []
+    unpack = _I.unpack_from
+    for _ in range(n):
+        (size,) = unpack(buf, at)
+        at += 4
+        if size == -1:
+            spans.append(None)
+            continue
+        if size < 0 or at + size > end:
+            raise ValueError("invalid value length")
+        spans.append((at, at + size))
+        at += size
+    return spans, at
+
+
 def data_row_spans(buf: bytes | bytearray | memoryview, pos: int = 0) -> tuple[list[tuple[int, int] | None], int]:
     """The value spans of the DataRow message at ``pos`` in ``buf`` (offsets in ``buf``; None for NULL) and the
     offset just past the message. Works on a run of DataRows in place: nothing is copied, so a masker can rewrite
@@ -334,22 +340,7 @@ def data_row_spans(buf: bytes | bytearray | memoryview, pos: int = 0) -> tuple[l
         end = pos + 1 + length
         if length < 6 or end > len(buf):
             raise ValueError("invalid DataRow length")
-        (n,) = _H.unpack_from(buf, pos + 5)
-        if n < 0:
-            raise ValueError("negative column count")
-        at = pos + 7
-        spans: list[tuple[int, int] | None] = []
-        unpack = _I.unpack_from
-        for _ in range(n):
-            (size,) = unpack(buf, at)
-            at += 4
-            if size == -1:
-                spans.append(None)
-                continue
-            if size < 0 or at + size > end:
-                raise ValueError("invalid value length")
-            spans.append((at, at + size))
-            at += size
+        spans, at = _value_spans(buf, pos + 5, end)
         if at != end:
             raise ValueError("trailing bytes")
     except _MALFORMED as exc:
