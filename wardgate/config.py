@@ -306,6 +306,59 @@ class PolicyConfig(_Model):
     default: Literal["allow", "deny", "review"] = "allow"  # when no rule matches
 
 
+_COLUMN_PATTERN = re.compile(r"^[^.\s]+(\.[^.\s]+){1,2}$")
+
+
+class CustomDetectorConfig(_Model):
+    """A detector of the user's: a name and a regex matched against the UTF-8 bytes of values."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,39}$")
+    regex: str
+    description: str = ""
+
+
+class MaskRuleConfig(_Model):
+    """Which values a session sees masked, and how (docs/masking.md). Scope as for policy rules."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.:-]{0,62}$")
+    columns: list[str] = Field(default_factory=list)  # schema.table.column or table.column, with * and ? wildcards
+    detect: list[str] = Field(default_factory=list)  # detector names, or "all" for every built-in one
+    style: Literal["partial", "full", "hash", "null"] = "partial"
+    connections: list[str] = Field(default_factory=list)
+    groups: list[str] = Field(default_factory=list)
+    exempt_groups: list[str] = Field(default_factory=list)
+
+    @field_validator("columns")
+    @classmethod
+    def _patterns(cls, v: list[str]) -> list[str]:
+        for p in v:
+            if not _COLUMN_PATTERN.match(p):
+                raise ValueError(
+                    f"{p!r} is not a column pattern: use table.column or schema.table.column (wildcards * and ?)"
+                )
+        return v
+
+    @model_validator(mode="after")
+    def _something(self) -> MaskRuleConfig:
+        if not self.columns and not self.detect:
+            raise ValueError("a masking rule needs columns, detect, or both")
+        return self
+
+
+class MaskingConfig(_Model):
+    """Inline masking of result values (docs/masking.md)."""
+
+    hash_key: SecretRef | None = None  # the key of the hash style; required when a rule uses it
+    catalog_ttl: Duration = 60.0  # how long column names looked up in the upstream catalog are trusted
+    detectors: list[CustomDetectorConfig] = Field(default_factory=list)
+    rules: list[MaskRuleConfig] = Field(default_factory=list)
+
+    @field_validator("hash_key", mode="before")
+    @classmethod
+    def _secret(cls, v: object, info: ValidationInfo) -> SecretRef | None:
+        return None if v is None else _resolve_secret(v, _base(info))
+
+
 class Config(_Model):
     store: str = DEFAULT_STORE
     data_dir: Path = Field(default=Path(".wardgate"), validate_default=True)
@@ -317,6 +370,7 @@ class Config(_Model):
     connections: dict[str, PostgresConnection] = Field(default_factory=dict)
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     rules: list[RuleConfig] = Field(default_factory=list)
+    masking: MaskingConfig = Field(default_factory=MaskingConfig)
 
     @field_validator("data_dir", mode="before")
     @classmethod
@@ -350,6 +404,7 @@ class Config(_Model):
             unknown = [c for c in rule.connections if c not in self.connections]
             if unknown:
                 raise ValueError(f"rules[{i}] ({rule.name}): no such connection: {', '.join(unknown)}")
+        self._check_masking()
         unknown = [n for n in self.policy.disable if n not in BUILTIN_NAMES]
         if unknown:
             raise ValueError(
@@ -357,6 +412,37 @@ class Config(_Model):
                 f"(built-in rules: {', '.join(sorted(BUILTIN_NAMES))})"
             )
         return self
+
+    def _check_masking(self) -> None:
+        from .masking.detectors import BUILTIN_DETECTORS, custom  # detector names are masking's
+
+        known = set(BUILTIN_DETECTORS)
+        for i, d in enumerate(self.masking.detectors):
+            if d.name in known:
+                raise ValueError(f"masking.detectors[{i}]: the detector name {d.name!r} is already taken")
+            try:
+                custom(d.name, d.regex)
+            except ValueError as exc:
+                raise ValueError(f"masking.detectors[{i}]: {exc}") from None
+            known.add(d.name)
+        seen: set[str] = set()
+        for i, rule in enumerate(self.masking.rules):
+            where = f"masking.rules[{i}] ({rule.name})"
+            if rule.name in seen:
+                raise ValueError(f"{where}: the rule name {rule.name!r} is already taken")
+            seen.add(rule.name)
+            unknown = [c for c in rule.connections if c not in self.connections]
+            if unknown:
+                raise ValueError(f"{where}: no such connection: {', '.join(unknown)}")
+            unknown = [d for d in rule.detect if d != "all" and d not in known]
+            if unknown:
+                raise ValueError(
+                    f"{where}: no detector named {', '.join(unknown)} (known: all, {', '.join(sorted(known))})"
+                )
+            if rule.style == "hash" and self.masking.hash_key is None:
+                raise ValueError(f"{where}: the hash style needs masking.hash_key (for example env:WARDGATE_MASK_KEY)")
+        if self.masking.hash_key is not None and len(self.masking.hash_key.value.encode()) < 16:
+            raise ValueError("masking.hash_key: the key must be at least 16 bytes; a short key can be guessed")
 
     @model_validator(mode="after")
     def _tls_or_plaintext(self) -> Config:

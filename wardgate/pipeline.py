@@ -19,6 +19,10 @@ from typing import Any
 from .audit.recorder import AuditUnavailable, Recorder
 from .config import Config, PostgresConnection
 from .identity.model import Authenticator, AuthFailure, Identity
+from .masking.detectors import custom
+from .masking.maskers import Style
+from .masking.policy import ColumnPattern, MaskingPolicy, MaskRule, SessionMasking, expand_detectors
+from .masking.results import Counts
 from .policy.decide import UNKNOWN_STATEMENT, decide_message, effective, refused, single_statement
 from .policy.rules import UNPARSED_RULE, UNREADABLE_RULE, Decision, Policy, RuleSet
 from .policy.sql import StatementInfo, classify
@@ -116,6 +120,7 @@ class Session:
     ended: bool = False
     # Why statements cannot be read as the server reads them right now (setting -> reason); see parameter_changed.
     unreadable: dict[str, str] = field(default_factory=dict)
+    masking: SessionMasking | None = None  # what its results go through; None: nothing is masked
 
 
 @dataclass(slots=True)
@@ -131,6 +136,8 @@ class StatementRecord:
     decision: Decision
     t0: float = field(default_factory=time.perf_counter)
     rows_seen: int = 0
+    masked: Counts | None = None  # (rule, column, detector or "column") -> values masked in its results
+    portal: str | None = None  # the extended-protocol portal it executes
 
 
 class Pipeline:
@@ -146,6 +153,7 @@ class Pipeline:
         self.authenticators = authenticators
         self.gateway_id = gateway_id
         self.policy = Policy(config)
+        self.masking = masking_policy(config)
 
     # --- sessions -------------------------------------------------------------------------------------------
 
@@ -180,6 +188,11 @@ class Pipeline:
         rules = self.policy.scope(connection_name, identity.groups)
         session = Session(str(uuid.uuid4()), identity, connection_name, conn, client, time.time(), rules,
                           self.policy.read_only(connection_name, identity.groups))
+        session.masking, exempt = self.masking.for_session(connection_name, identity.groups)
+        masking = None
+        if session.masking is not None or exempt:
+            applied = [r.name for r in session.masking.rules] if session.masking else []
+            masking = json.dumps({"rules": applied, "exempt": list(exempt)})
         try:
             self.recorder.record(
                 Write(
@@ -200,6 +213,7 @@ class Pipeline:
                         "end_reason": None,
                         "bytes_from_client": 0,
                         "bytes_to_client": 0,
+                        "masking": masking,
                     },
                 )
             )
@@ -207,6 +221,9 @@ class Pipeline:
         except AuditUnavailable as exc:
             raise SessionRefused("08004", f"wardgate cannot record this session, so it is refused: {exc}") from None
         self._check_audit()
+        if exempt:
+            self._event("masking_exempt", identity.subject, connection_name, client,
+                        {"rules": list(exempt), "groups": list(identity.groups)}, session.id)
         return session
 
     def check_startup(self, session: Session, params: dict[str, str]) -> None:
@@ -387,6 +404,8 @@ class Pipeline:
         ]
         session.seq += len(records)
         bad = refused(decisions)
+        if bad < 0 and session.masking is not None:
+            bad = self._mask_copy(session, records)
         if bad >= 0:
             for i, r in enumerate(records):
                 if i != bad:
@@ -416,9 +435,26 @@ class Pipeline:
         decision = session.rules.decide(effective(info, prepared))
         session.seq += 1
         rec = StatementRecord(session, session.seq, "extended", info, param_count, time.time(), decision)
-        if not decision.allowed:
+        if not decision.allowed or (session.masking is not None and self._mask_copy(session, [rec]) == 0):
             raise self._deny(rec)
         return rec
+
+    def _mask_copy(self, session: Session, records: list[StatementRecord]) -> int:
+        """COPY ... TO STDOUT of a table with columns a masking rule marks: refused (COPY describes no columns,
+        so they could not be found in its data). Returns the index of the refused record, or -1."""
+        assert session.masking is not None
+        for i, r in enumerate(records):
+            if r.info.kind == "copy" and "copy_to" in r.info.tags:
+                rule = session.masking.copy_rule(r.info.reads)
+                if rule is not None:
+                    r.decision = Decision(
+                        "deny", rule.name,
+                        "COPY TO sends no column descriptions, so the columns this masking rule marks could not be "
+                        "masked in its data; use SELECT (or COPY (SELECT ...) of columns the rule does not mark "
+                        "from tables it does not name)",
+                    )
+                    return i
+        return -1
 
     def record_skipped(self, session: Session, text: str, param_count: int, prepared: Mapping[str, str]) -> None:
         """An Execute the server will skip (an earlier message of its batch was refused): recorded, not run."""
@@ -488,6 +524,34 @@ class Pipeline:
                     rec.decision.action,
                     rec.decision.rule,
                     None if rec.decision.allowed else rec.decision.reason,
+                    masked_json(rec.masked),
                 ),
             )
         )
+
+
+def masked_json(counts: Counts | None) -> str | None:
+    """What a statement's results had masked, for its audit record: no value, only where and how many."""
+    if not counts:
+        return None
+    return json.dumps(
+        [{"rule": r, "column": c, "detector": d, "values": n} for (r, c, d), n in sorted(counts.items())]
+    )
+
+
+def masking_policy(config: Config) -> MaskingPolicy:
+    m = config.masking
+    detectors = [custom(d.name, d.regex, description=d.description) for d in m.detectors]
+    rules = [
+        MaskRule(
+            r.name,
+            Style(r.style),
+            tuple(ColumnPattern.parse(c) for c in r.columns),
+            expand_detectors(r.detect),
+            frozenset(r.connections),
+            frozenset(r.groups),
+            frozenset(r.exempt_groups),
+        )
+        for r in m.rules
+    ]
+    return MaskingPolicy(rules, detectors, m.hash_key.value.encode() if m.hash_key else b"")

@@ -15,11 +15,12 @@ import logging
 import secrets
 import ssl
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 from ..audit.recorder import AuditUnavailable
+from ..catalog import Catalog, CatalogUnavailable
 from ..config import Config, PostgresConnection
 from ..pipeline import (
     ClientInfo,
@@ -43,6 +44,7 @@ from ..protocols.postgres.framing import (
 )
 from ..protocols.postgres.tracker import ExchangeTracker
 from ..tls import upstream_context
+from .pg_masking import NeedCatalog, SessionMasker
 
 log = logging.getLogger("wardgate.postgres")
 
@@ -98,12 +100,22 @@ class PendingBind:
 class PendingDescribe:
     """A Describe until RowDescription/NoData: its error belongs to no statement."""
 
+    kind: str = "S"
+    name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class InjectedDescribe:
+    """A Describe of a portal the gateway sent before an Execute, to learn the columns it must mask; its
+    answer is the gateway's, not the client's. Its error is the error of the Execute that follows."""
+
+    portal: str
+
 
 _PREPARED_KINDS = frozenset({"prepare", "deallocate", "discard"})
 _BIND = PendingBind()
-_DESCRIBE = PendingDescribe()
-Handle = StatementRecord | Refusal | PendingParse | PendingClose | PendingBind | PendingDescribe
-_PENDING = (PendingParse, PendingClose, PendingBind, PendingDescribe)
+Handle = StatementRecord | Refusal | PendingParse | PendingClose | PendingBind | PendingDescribe | InjectedDescribe
+_PENDING = (PendingParse, PendingClose, PendingBind, PendingDescribe, InjectedDescribe)
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,6 +286,15 @@ class ClientConnection(_Endpoint):
         # A refusal is in the batch not yet closed by Sync: the server will skip everything up to that Sync, so
         # what follows is neither decided nor recorded (it never runs).
         self.doomed = False
+        # Masking (None when the session's results are relayed as they are).
+        self.masker: SessionMasker | None = None
+        self.described: set[str] = set()  # portals the client described since their Bind (client side)
+        self.portal_rows: dict[str, bytes | None] = {}  # a portal's RowDescription (answer side)
+        self.row_description: bytes | None = None  # the current simple-protocol result's
+        self.plan_for: object = None  # the record the plan below was chosen for
+        self.plan: object = None
+        self.copy_out = -1  # format of the COPY TO STDOUT in progress (0 text, 1 binary), -1: none
+        self.held: list[tuple[int, bytes, int]] | None = None  # answers waiting for a catalog lookup
 
     # --- lifecycle --------------------------------------------------------------------------------------------
 
@@ -460,6 +481,8 @@ class ClientConnection(_Endpoint):
         up.peer = self
         self.peer = up
         # From here on both sides relay; anything already buffered is relayed first.
+        if session.masking is not None:
+            self.masker = SessionMasker(session.masking, self.frontend.catalog(session))
         self.write(encode.auth_ok() + b"".join(frames[:-1]) + encode.backend_key_data(pid, secret) + frames[-1])
         self.on_data = self.relay
         up.on_data = self.from_upstream
@@ -575,6 +598,7 @@ class ClientConnection(_Endpoint):
             self.tracker.query([self._refuse(exc)])
             return encode.query(_REFUSED_SQL)
         self.tracker.query(records)
+        self.described.discard("")
         if any(r.info.kind in _PREPARED_KINDS for r in records if isinstance(r, StatementRecord)):
             for op, name, inner in prepared_names(text):
                 if op == "prepare" and name is not None and inner is not None:
@@ -606,12 +630,17 @@ class ClientConnection(_Endpoint):
         return frame
 
     def _on_bind(self, frame: bytes) -> bytes:
-        self.tracker.bind(*decode.bind_target(frame))
+        portal, statement, n = decode.bind_target(frame)
+        self.tracker.bind(portal, statement, n)
         self.tracker.add(_BIND)
+        self.described.discard(portal)
         return frame
 
     def _on_describe(self, frame: bytes) -> bytes:
-        self.tracker.add(_DESCRIBE)
+        kind, name = decode.describe(frame)
+        self.tracker.add(PendingDescribe(kind, name))
+        if kind == "P":
+            self.described.add(name)
         return frame
 
     def _undo(self, handles: list[Handle]) -> None:
@@ -639,13 +668,22 @@ class ClientConnection(_Endpoint):
             self.tracker.add(self._refuse(exc))
             self.doomed = True
             return encode.parse(_REFUSED_NAME, _REFUSED_SQL)
-        self.tracker.add(rec)
+        rec.portal = e.portal
         self.copy_syncs = 0
         self.copy_closed = False
+        if self.masker is not None and e.portal not in self.described:
+            # The columns of what this Execute returns, which the client may never have asked for.
+            self.described.add(e.portal)
+            self.tracker.add(InjectedDescribe(e.portal))
+            self.tracker.add(rec)
+            return encode.describe("P", e.portal) + frame
+        self.tracker.add(rec)
         return frame
 
     def _on_close(self, frame: bytes) -> bytes:
         c = decode.close(frame)
+        if c.kind == "P":
+            self.described.discard(c.name)
         previous = self.tracker.statements.get(c.name, _ABSENT) if c.kind == "S" else _ABSENT
         self.tracker.close(c.kind, c.name)
         self.tracker.add(PendingClose(c.kind, c.name, previous))
@@ -686,7 +724,16 @@ class ClientConnection(_Endpoint):
     def from_upstream(self, data: bytes) -> None:
         assert self.upstream is not None
         try:
-            out = self._answers(self.upstream.reader.feed_runs(data, m.DATA_ROW))
+            frames = self.upstream.reader.feed_runs(data, m.DATA_ROW)
+        except ProtocolViolation as exc:
+            log.error("upstream of %s sent invalid data: %s", self._conn_name, exc)
+            self._fatal("08006", f'wardgate: the upstream of connection "{self._conn_name}" sent invalid data')
+            return
+        self._relay_answers(frames)
+
+    def _relay_answers(self, frames: list[tuple[int, bytes, int]]) -> None:
+        try:
+            out = self._answers(frames)
             if self.pipeline.recorder.staged:
                 self.pipeline.commit()  # the records are durable before the client hears of the statements
         except AuditUnavailable as exc:
@@ -706,62 +753,163 @@ class ClientConnection(_Endpoint):
             return
         if out:
             self.write(out[0] if len(out) == 1 else b"".join(out))
+        if self.held is not None and self.upstream is not None and self.upstream.transport is not None:
+            self.upstream.transport.pause_reading()  # resumed when the names are known
+
+    async def _load_names(self, oids: set[int]) -> None:
+        """Look up column names, then relay the answers that waited for them. Fails closed: without the names,
+        the session ends rather than send values a rule may mark."""
+        assert self.masker is not None
+        try:
+            await self.masker.catalog.load(oids)
+        except CatalogUnavailable as exc:
+            self._fatal("58030", f"wardgate cannot tell which columns to mask, so it ends the session: {exc}",
+                        "catalog unavailable")
+            return
+        except Exception:
+            log.exception("catalog lookup failed for %s", self._conn_name)
+            self._fatal("XX000", "wardgate: internal error (see the gateway log)", "internal error")
+            return
+        held, self.held = self.held, None
+        self.masker.forget()
+        if held is None or self.transport is None or self.transport.is_closing():
+            return
+        up = self.upstream
+        if up is not None and up.transport is not None and not up.transport.is_closing():
+            up.transport.resume_reading()
+        self._relay_answers(held)
 
     def _answers(self, frames: list[tuple[int, bytes, int]]) -> list[bytes]:
-        """Pair the server's answers with their statements and settle them; return the frames for the client."""
+        """Pair the server's answers with their statements and settle them; return the frames for the client.
+
+        When masking needs column names that are not known yet, the answers from that one on are held
+        (``self.held``) and a lookup starts; they are handled again when it is done."""
         out = []
+        for i, (kind, frame, count) in enumerate(frames):
+            try:
+                answer = self._answer(kind, frame, count)
+            except NeedCatalog as need:
+                self.held = frames[i:]
+                self.frontend.spawn(self._load_names(need.oids))
+                break
+            if answer is not None:
+                out.append(answer)
+        return out
+
+    def _answer(self, kind: int, frame: bytes, count: int) -> bytes | None:
+        """One answer (or run of DataRows): settle its statement; return what the client gets, or None."""
         tracker = self.tracker
         finish = self.pipeline.finish
-        for kind, frame, count in frames:
-            if kind == m.DATA_ROW:  # a run of result rows, relayed as one piece
-                self.rows += count
-            elif kind == m.COMMAND_COMPLETE:
-                h = tracker.complete()
-                if isinstance(h, StatementRecord):
-                    tag = decode.command_tag(frame)
-                    rows = decode.rows_from_tag(tag)
-                    finish(h, "ok", tag=tag, rows=self.rows if rows is None else rows)
-                self.rows = 0
-            elif kind in _ACKS:
+        masker = self.masker
+        if kind == m.DATA_ROW:  # a run of result rows, relayed as one piece
+            if masker is not None:
+                frame = self._mask_rows(masker, frame)
+            self.rows += count
+        elif kind == m.COMMAND_COMPLETE:
+            h = tracker.complete()
+            if isinstance(h, StatementRecord):
+                tag = decode.command_tag(frame)
+                rows = decode.rows_from_tag(tag)
+                finish(h, "ok", tag=tag, rows=self.rows if rows is None else rows)
+                if masker is not None and "ddl" in h.info.tags:
+                    masker.catalog.invalidate()
+                    masker.forget()
+            self.rows = 0
+            self.row_description = None
+            self.copy_out = -1
+        elif kind in _ACKS:
+            tracker.complete()
+        elif kind in _DESCRIPTIONS:
+            head = tracker.head()
+            described = frame if kind == m.ROW_DESCRIPTION else None
+            if masker is not None and described is not None:
+                masker.check_names(described)  # may hold everything from here until the names are known
+            if isinstance(head, InjectedDescribe):
                 tracker.complete()
-            elif kind in _DESCRIPTIONS:
-                if isinstance(tracker.head(), PendingDescribe):
-                    tracker.complete()
-            elif kind == _COPY_IN_RESPONSE:
-                head = tracker.head()
-                if isinstance(head, StatementRecord) and head.protocol == "extended":
-                    tracker.unsync(self.copy_syncs)  # the server ignores the Syncs sent after this Execute
-                    self.copy_syncs = 0
-                    self.copy_in = not self.copy_closed
-            elif kind == m.ERROR_RESPONSE:
-                failed, skipped = tracker.error()
-                self._undo([failed, *skipped] if failed is not None else skipped)
-                if isinstance(failed, Refusal):
-                    frame = failed.frame  # noqa: PLW2901 - the client gets the gateway's error, not the stand-in's
-                else:
-                    skipped = self._record_error(failed, skipped, frame)
-                for h in skipped:
-                    if isinstance(h, StatementRecord):
-                        finish(h, "skipped")
-                self.rows = 0
-            elif kind == m.PARAMETER_STATUS:
-                if self.session is not None:
-                    self.pipeline.parameter_changed(self.session, *decode.parameter_status(frame))
-            elif kind == m.READY_FOR_QUERY:
-                left = tracker.ready()
-                self._undo(left)
-                for h in left:
-                    if isinstance(h, StatementRecord):
-                        finish(h, "skipped")
-            elif kind in _COMPLETIONS:
-                h = tracker.complete()
+                self.portal_rows[head.portal] = described
+                return None  # the gateway asked; the client did not
+            if isinstance(head, PendingDescribe):
+                tracker.complete()
+                if head.kind == "P":
+                    self.portal_rows[head.name] = described
+            elif isinstance(head, StatementRecord):
+                self.row_description = described
+        elif kind == _COPY_IN_RESPONSE:
+            head = tracker.head()
+            if isinstance(head, StatementRecord) and head.protocol == "extended":
+                tracker.unsync(self.copy_syncs)  # the server ignores the Syncs sent after this Execute
+                self.copy_syncs = 0
+                self.copy_in = not self.copy_closed
+        elif kind == m.ERROR_RESPONSE:
+            self.copy_out = -1
+            if masker is not None:
+                frame = masker.fields(frame, self._counts())
+            failed, skipped = tracker.error()
+            self._undo([failed, *skipped] if failed is not None else skipped)
+            if isinstance(failed, Refusal):
+                frame = failed.frame
+            else:
+                skipped = self._record_error(failed, skipped, frame)
+            for h in skipped:
                 if isinstance(h, StatementRecord):
-                    finish(
-                        h, "suspended" if kind == m.PORTAL_SUSPENDED else "ok", tag=_COMPLETIONS[kind], rows=self.rows
-                    )
-                self.rows = 0
-            out.append(frame)
-        return out
+                    finish(h, "skipped")
+            self.rows = 0
+        elif masker is not None and kind in _DATA_MESSAGES:
+            counts = self._counts()
+            if kind == m.COPY_DATA and self.copy_out >= 0:
+                frame = masker.copy_data(frame, self.copy_out == 1, counts)
+            elif kind == m.NOTICE_RESPONSE:
+                frame = masker.fields(frame, counts)
+            elif kind == _NOTIFICATION:
+                frame = masker.notification(frame, counts)
+            elif kind == _COPY_OUT_RESPONSE:
+                self.copy_out = frame[5] if len(frame) > 5 else 0
+            elif kind == m.COPY_DONE:
+                self.copy_out = -1
+        elif kind == m.PARAMETER_STATUS:
+            if self.session is not None:
+                self.pipeline.parameter_changed(self.session, *decode.parameter_status(frame))
+        elif kind == m.READY_FOR_QUERY:
+            left = tracker.ready()
+            self._undo(left)
+            for h in left:
+                if isinstance(h, StatementRecord):
+                    finish(h, "skipped")
+        elif kind in _COMPLETIONS:
+            h = tracker.complete()
+            if isinstance(h, StatementRecord):
+                finish(
+                    h, "suspended" if kind == m.PORTAL_SUSPENDED else "ok", tag=_COMPLETIONS[kind], rows=self.rows
+                )
+            self.rows = 0
+            self.row_description = None
+        return frame
+
+    def _counts(self) -> dict[tuple[str, str, str], int]:
+        """Where masked values are counted: the statement being answered, or a scratch count when none is."""
+        head = self.tracker.head()
+        if isinstance(head, StatementRecord):
+            if head.masked is None:
+                head.masked = {}
+            return head.masked
+        return {}
+
+    def _mask_rows(self, masker: SessionMasker, run: bytes) -> bytes:
+        head = self.tracker.head()
+        if head is not self.plan_for:
+            if not isinstance(head, StatementRecord):
+                raise ProtocolViolation("result rows that answer no statement")
+            extended = head.protocol == "extended"
+            described = self.portal_rows.get(head.portal or "") if extended else self.row_description
+            if described is None:
+                # Rows with no description: the gateway cannot tell which column is which, so it sends none.
+                raise ProtocolViolation("result rows without a description of their columns")
+            self.plan = masker.plan(described)
+            self.plan_for = head
+        plan = self.plan
+        if plan is None:
+            return run
+        return masker.rows(plan, run, self._counts())  # type: ignore[arg-type]
 
     def _record_error(self, failed: Handle | None, skipped: list[Handle], frame: bytes) -> list[Handle]:
         """Record a server error against its statement, its rejected Parse, or on its own.
@@ -781,8 +929,11 @@ class ClientConnection(_Endpoint):
                 self.pipeline.finish(rest[0], "error", sqlstate=err.code, message=err.message)
                 return rest[1:]
             self.pipeline.record_error(self.session, "extended", failed.text, err.code, err.message)
-        elif isinstance(failed, PendingBind) and any(isinstance(h, StatementRecord) for h in skipped):
-            # the Bind failed (a bad parameter, or an error planning with it): so did its Execute
+        elif isinstance(failed, PendingBind | InjectedDescribe) and any(
+            isinstance(h, StatementRecord) for h in skipped
+        ):
+            # the Bind (or the gateway's Describe of its portal) failed: a bad parameter, an error planning with
+            # it, no such portal. So did its Execute.
             first = next(h for h in skipped if isinstance(h, StatementRecord))
             self.pipeline.finish(first, "error", sqlstate=err.code, message=err.message)
             return [h for h in skipped if h is not first]
@@ -822,6 +973,9 @@ _CLIENT_HANDLED: dict[int, Callable[[ClientConnection, bytes], bytes | None]] = 
 _ACKS = frozenset({m.PARSE_COMPLETE, ord("2"), ord("3")})  # ParseComplete, BindComplete, CloseComplete
 _DESCRIPTIONS = frozenset({m.ROW_DESCRIPTION, ord("n")})  # RowDescription, NoData: a Describe's last answer
 _COPY_IN_RESPONSE = ord("G")
+_COPY_OUT_RESPONSE = ord("H")
+_NOTIFICATION = ord("A")
+_DATA_MESSAGES = frozenset({m.COPY_DATA, m.NOTICE_RESPONSE, _NOTIFICATION, _COPY_OUT_RESPONSE, m.COPY_DONE})
 _COMPLETIONS = {m.EMPTY_QUERY_RESPONSE: "EMPTY", m.PORTAL_SUSPENDED: "SUSPENDED", ord("V"): "FUNCTION CALL"}
 
 
@@ -834,9 +988,24 @@ class PostgresFrontend:
         self.ssl_context = ssl_context
         self.clients: set[ClientConnection] = set()
         self.cancel_keys: dict[int, list[CancelTarget]] = {}
+        self.catalogs: dict[str, Catalog] = {}
+        self.tasks: set[asyncio.Task[None]] = set()
 
     def protocol(self) -> ClientConnection:
         return ClientConnection(self)
+
+    def catalog(self, session: Session) -> Catalog:
+        """The column names of a connection's tables, shared by its sessions."""
+        cat = self.catalogs.get(session.connection_name)
+        if cat is None:
+            cat = Catalog(session.connection, session.connection_name, self.config.masking.catalog_ttl)
+            self.catalogs[session.connection_name] = cat
+        return cat
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
 
     def register_cancel(self, conn: PostgresConnection, upstream_key: tuple[int, int]) -> tuple[int, int]:
         """The client's BackendKeyData: the upstream's real pid (which pg_backend_pid() and notifications show
@@ -873,3 +1042,5 @@ class PostgresFrontend:
     def shutdown(self) -> None:
         for client in list(self.clients):
             client._fatal("57P01", "wardgate is shutting down", "gateway shutdown")
+        for cat in self.catalogs.values():
+            self.spawn(cat.close())

@@ -19,7 +19,7 @@ can still uncover a neighbour that was glued to a match; :func:`mask_text` masks
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from enum import StrEnum
 from functools import lru_cache
 
@@ -189,17 +189,29 @@ def mask(value: bytes, detector: str, style: Style | str, key: bytes = b"") -> b
     return None
 
 
-def mask_matches(value: bytes, matches: Iterable[Match], style: Style | str, key: bytes = b"") -> bytes:
-    """Replace each match (non-overlapping, in order) by its mask in ``style``; every other byte stays. One round:
-    see :func:`mask_text` for why a second can be needed. ``null`` makes nothing to insert: use ``mask_text``."""
-    style = _style(style)
-    if style is Style.HASH and not key:
-        raise ValueError("the hash style needs a non-empty secret key")
+Styles = Style | str | Mapping[str, Style]  # one style, or a style per detector name
+
+
+def _styler(style: Styles) -> Callable[[str], Style]:
+    if isinstance(style, Mapping):
+        return style.__getitem__
+    one = _style(style)
+    return lambda _detector: one
+
+
+def mask_matches(value: bytes, matches: Iterable[Match], style: Styles, key: bytes = b"") -> bytes:
+    """Replace each match (non-overlapping, in order) by its mask in ``style`` (one style, or one per detector
+    name); every other byte stays. One round: see :func:`mask_text` for why a second can be needed. ``null``
+    makes nothing to insert: use ``mask_text``."""
+    style_of = _styler(style)
     pieces: list[bytes] = []
     pos = 0
     for start, end, detector in matches:
+        st = style_of(detector)
+        if st is Style.HASH and not key:
+            raise ValueError("the hash style needs a non-empty secret key")
         pieces.append(value[pos:start])
-        pieces.append(mask(value[start:end], detector, style, key) or b"")
+        pieces.append(mask(value[start:end], detector, st, key) or b"")
         pos = end
     pieces.append(value[pos:])
     return b"".join(pieces)
@@ -210,7 +222,7 @@ def mask_matches(value: bytes, matches: Iterable[Match], style: Style | str, key
 ROUNDS = 8
 
 
-def mask_text(value: bytes, scanner: Scanner, style: Style | str, key: bytes = b"",
+def mask_text(value: bytes, scanner: Scanner, style: Styles, key: bytes = b"",
               matches: list[Match] | None = None) -> tuple[bytes | None, list[tuple[str, int]]]:
     """Mask every match of ``scanner`` inside a longer value (free text, JSON, an array literal), so that the
     scanner finds nothing in the result; every byte outside the matches stays as it was.
@@ -224,16 +236,18 @@ def mask_text(value: bytes, scanner: Scanner, style: Style | str, key: bytes = b
     ``1***@*.org``. So the result is scanned again and masked again until nothing is found; those bytes, which the
     first scan did not report, are masked too. If that does not settle in :data:`ROUNDS`, the value becomes NULL.
     """
-    style = _style(style)
+    style_of = _styler(style)
     found = scanner.find(value) if matches is None else matches
     if not found:
         return value, []
     counts: dict[str, int] = {}
     out = value
     for _ in range(ROUNDS):
+        nulled = False
         for m in found:
             counts[m.detector] = counts.get(m.detector, 0) + 1
-        if style is Style.NULL:
+            nulled = nulled or style_of(m.detector) is Style.NULL
+        if nulled:
             break
         out = mask_matches(out, found, style, key)
         found = scanner.find(out)

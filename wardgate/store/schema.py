@@ -58,6 +58,7 @@ sessions = Table(
     Column("end_reason", String(256)),
     Column("bytes_from_client", BigInteger, nullable=False, default=0),
     Column("bytes_to_client", BigInteger, nullable=False, default=0),
+    Column("masking", Text),  # JSON: {"rules": [applied], "exempt": [rules the session's groups are exempt from]}
     Index("ix_sessions_started_at", "started_at"),
     Index("ix_sessions_user", "user"),
 )
@@ -82,6 +83,7 @@ statements = Table(
     Column("decision", String(16)),  # allow | deny | review: what the policy decided
     Column("rule", String(64)),  # the rule that decided ("default" when none matched)
     Column("reason", Text),  # why, for deny and review
+    Column("masked", Text),  # JSON list of {rule, column, detector, values}: what was masked in the results
     Index("ix_statements_session_seq", "session_id", "seq", unique=True),
 )
 

@@ -243,6 +243,46 @@ def error_fields(frame: bytes) -> ErrorFields:
     return ErrorFields(fields)
 
 
+def raw_fields(frame: bytes) -> list[tuple[int, bytes]]:
+    """The (code, value) fields of an ErrorResponse/NoticeResponse as bytes, in order, for rewriting them."""
+    out: list[tuple[int, bytes]] = []
+    pos = 5
+    end = len(frame)
+    while pos < end and frame[pos] != 0:
+        nul = frame.find(b"\0", pos + 1)
+        if nul < 0:
+            raise ProtocolViolation("unterminated error field")
+        out.append((frame[pos], frame[pos + 1 : nul]))
+        pos = nul + 1
+    if pos != end - 1:
+        raise ProtocolViolation("malformed error or notice fields")
+    return out
+
+
+def notification(frame: bytes) -> tuple[int, bytes, bytes]:
+    """A NotificationResponse: the notifying backend's pid, the channel and the payload (raw bytes)."""
+    try:
+        (pid,) = _I.unpack_from(frame, 5)
+        channel_end = frame.index(0, 9)
+        payload_end = frame.index(0, channel_end + 1)
+    except (struct.error, ValueError):
+        raise ProtocolViolation("malformed NotificationResponse") from None
+    if payload_end != len(frame) - 1:
+        raise ProtocolViolation("malformed NotificationResponse")
+    return pid, frame[9:channel_end], frame[channel_end + 1 : payload_end]
+
+
+def describe(frame: bytes) -> tuple[str, str]:
+    """A Describe's target: ("S", statement) or ("P", portal)."""
+    cur = _Cursor(frame, 5)
+    kind = chr(cur.raw(1)[0])
+    if kind not in ("S", "P"):
+        raise ProtocolViolation(f"invalid Describe target {kind!r}")
+    name = cur.cstring()
+    cur.done()
+    return kind, name
+
+
 def command_tag(frame: bytes) -> str:
     return frame[5:].rstrip(b"\0").decode("utf-8", "replace")
 

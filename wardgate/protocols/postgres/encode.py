@@ -94,6 +94,23 @@ def notice_response(message: str, *, code: str = "00000", severity: str = "NOTIC
     return _msg(b"N", _fields(severity, code, message, detail, None))
 
 
+def fields_message(kind: int, fields: Sequence[tuple[int, bytes]]) -> bytes:
+    """An ErrorResponse or NoticeResponse from raw (code, value) fields."""
+    return _msg(bytes([kind]), b"".join(bytes([c]) + v + b"\0" for c, v in fields) + b"\0")
+
+
+def notification(pid: int, channel: bytes, payload: bytes) -> bytes:
+    return _msg(b"A", _I.pack(pid) + channel + b"\0" + payload + b"\0")
+
+
+def describe(kind: str, name: str) -> bytes:
+    return _msg(b"D", kind.encode() + _cstr(name))
+
+
+def copy_data(data: bytes) -> bytes:
+    return _msg(b"d", data)
+
+
 def query(text: str) -> bytes:
     return _msg(b"Q", _cstr(text))
 
