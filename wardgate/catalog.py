@@ -48,6 +48,27 @@ _T = TypeVar("_T")
 _LIBPQ_PREAMBLE = re.compile(r"^(?:connection failed: )?(?:connection to server at .*? failed: )?(?:FATAL: +)?")
 
 
+def connect_params(c: PostgresConnection, application_name: str, timeout: float) -> dict[str, Any]:
+    """libpq keywords for a side connection to an upstream with the gateway's credential."""
+    params: dict[str, Any] = {
+        "host": c.host,
+        "port": c.port,
+        "dbname": c.database,
+        "user": c.user,
+        # The same words in libpq, but libpq's "require" verifies the server after all if ~/.postgresql/root.crt
+        # exists, where the gateway's own upstream TLS does not.
+        "sslmode": c.sslmode,
+        "gssencmode": "disable",  # the gateway logs in with a password; no Kerberos round trip first
+        "application_name": application_name,
+        "connect_timeout": max(2, math.ceil(timeout)),  # libpq's own minimum is 2 s
+    }
+    if c.password is not None:
+        params["password"] = c.password.value
+    if c.sslmode == "verify-full" and c.sslrootcert is not None:
+        params["sslrootcert"] = str(c.sslrootcert)
+    return params
+
+
 class CatalogUnavailable(Exception):
     """The upstream catalog could not be read; the message is safe to show a client (no password, no secret DSN)."""
 
@@ -425,23 +446,7 @@ class Catalog:
         """The kept connection (True), or a new one (False)."""
         if self._db is not None and not self._db.closed:
             return self._db, True
-        c = self._conn_cfg
-        params: dict[str, Any] = {
-            "host": c.host,
-            "port": c.port,
-            "dbname": c.database,
-            "user": c.user,
-            # The same words in libpq, but libpq's "require" verifies the server after all if ~/.postgresql/root.crt
-            # exists, where the gateway's own upstream TLS does not.
-            "sslmode": c.sslmode,
-            "gssencmode": "disable",  # the gateway logs in with a password; no Kerberos round trip first
-            "application_name": "wardgate-catalog",
-            "connect_timeout": max(2, math.ceil(self._timeout)),  # libpq's own; _bounded enforces the exact value
-        }
-        if c.password is not None:
-            params["password"] = c.password.value
-        if c.sslmode == "verify-full" and c.sslrootcert is not None:
-            params["sslrootcert"] = str(c.sslrootcert)
+        params = connect_params(self._conn_cfg, "wardgate-catalog", self._timeout)
         connect = psycopg.AsyncConnection.connect(autocommit=True, prepare_threshold=None, **params)
         try:
             self._db = await self._bounded(connect, "connecting", None)

@@ -413,6 +413,8 @@ def policy() -> None:
 @click.option("--prepared", multiple=True, metavar="NAME=SQL",
               help="A statement the session has prepared (for EXECUTE NAME); repeatable.")
 @click.option("--explain", is_flag=True, help="Also show every rule in scope and whether it matched.")
+@click.option("--no-describe", is_flag=True,
+              help="Do not ask the upstream to describe the result columns (masking is then not shown).")
 @click.option("--json", "as_json", is_flag=True)
 def policy_check(
     config_path: str | None,
@@ -423,9 +425,11 @@ def policy_check(
     text: str,
     prepared: tuple[str, ...],
     explain: bool,
+    no_describe: bool,
     as_json: bool,
 ) -> None:
-    """Print the decision for a query string, the rule that made it, and how each statement was classified.
+    """Print the decision for a query string, the rule that made it, how each statement was classified, and
+    which result columns would be masked (the upstream describes the statement without running it).
 
     Exit status: 0 allowed, 1 denied, 3 held for review (2: bad usage or configuration).
     """
@@ -475,7 +479,9 @@ def policy_check(
                 {"rule": r.name, "action": r.action, "matched": r.match.matches(target)} for r in rules.rules
             ]
         statements.append(entry)
-    result = {
+    masking = None if no_describe else _masking_of(cfg, connection, group_list, text, infos, decisions)
+
+    result: dict[str, Any] = {
         "connection": connection,
         "user": user,
         "groups": group_list,
@@ -485,6 +491,8 @@ def policy_check(
         "statement": bad + 1 if bad >= 0 else None,
         "statements": statements,
     }
+    if masking is not None:
+        result["masking"] = masking
     if as_json:
         _json(result)
     else:
@@ -508,7 +516,77 @@ def policy_check(
             for r in st.get("rules", []):
                 mark = "matches" if r["matched"] else "-"
                 click.echo(f"    {r['action']:6} {r['rule']:28} {mark}")
+        if masking is not None:
+            _echo_masking(masking)
     sys.exit({"allow": 0, "deny": 1, "review": 3}[action])
+
+
+def _masking_of(cfg: Config, connection: str, groups: list[str], text: str, infos: Any,
+                decisions: Any) -> dict[str, Any] | None:
+    """Which result columns the gateway would mask for this session, and why: the upstream describes the
+    statement (prepared, never run) and the catalog names its columns, as the gateway would."""
+    import asyncio
+
+    import psycopg
+
+    from .pipeline import masking_policy
+
+    masking, exempt = masking_policy(cfg).for_session(connection, groups)
+    out: dict[str, Any] = {"rules": [r.name for r in masking.rules] if masking else [], "exempt": list(exempt)}
+    if masking is None or len(infos) != 1 or not decisions[0][0].allowed:
+        return out
+    from .catalog import Catalog, CatalogUnavailable, connect_params
+    from .masking.results import Column, Kind, ResultPlan
+    from .protocols.postgres.types import column_kind
+
+    conn = cfg.connections[connection]
+    try:
+        with psycopg.connect(**connect_params(conn, "wardgate-policy-check", conn.connect_timeout)) as db:
+            pg = db.pgconn
+            prepared = pg.prepare(b"", text.encode())
+            if prepared.status != psycopg.pq.ExecStatus.COMMAND_OK:
+                out["error"] = (prepared.error_message or b"").decode(errors="replace").strip()
+                return out
+            d = pg.describe_prepared(b"")
+            fields = [(d.fname(i) or b"").decode(errors="replace") for i in range(d.nfields)]
+            origins = [(d.ftable(i), d.ftablecol(i), d.ftype(i)) for i in range(d.nfields)]
+    except psycopg.Error as exc:
+        out["error"] = f'cannot describe the statement on connection "{connection}": {str(exc).strip()}'
+        return out
+    catalog = Catalog(conn, connection, cfg.masking.catalog_ttl)
+
+    async def names() -> list[Any]:
+        try:
+            await catalog.load({t for t, _, _ in origins if t})
+            return [catalog.names(t, a) or () for t, a, _ in origins]
+        finally:
+            await catalog.close()
+
+    try:
+        resolved = asyncio.run(names())
+    except CatalogUnavailable as exc:
+        out["error"] = str(exc)
+        return out
+    columns = [Column(n, tuple(r), bool(t), Kind(column_kind(ty, False)))
+               for n, r, (t, _, ty) in zip(fields, resolved, origins, strict=True)]
+    plan = ResultPlan(masking, columns)
+    out["columns"] = [{"column": c, "rule": r, "masked": how} for c, r, how in plan.marked()]
+    out["scanned"] = plan.scanned()
+    out["detectors"] = list(masking.styles)
+    return out
+
+
+def _echo_masking(m: dict[str, Any]) -> None:
+    click.echo("\nmasking:")
+    click.echo(f"  rules: {', '.join(m['rules']) or '(none)'}" + (f"; exempt from: {', '.join(m['exempt'])}"
+                                                                    if m["exempt"] else ""))
+    if "error" in m:
+        click.echo(f"  result columns: unknown ({m['error']})")
+        return
+    for c in m.get("columns", []):
+        click.echo(f"  {c['column']}: {c['masked']} by rule {c['rule']}")
+    if m.get("scanned"):
+        click.echo(f"  scanned by detectors ({', '.join(m['detectors'])}): {', '.join(m['scanned'])}")
 
 
 @main.group()
