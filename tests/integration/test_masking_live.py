@@ -232,3 +232,17 @@ def test_audit_store_never_holds_a_masked_value(gw: Gateway, tmp_path: Path) -> 
     assert EMAIL not in json.dumps(stmts, default=str)
     db = Path(gw.store_url.removeprefix("sqlite:///"))
     assert EMAIL.encode() not in db.read_bytes()
+
+
+def test_policy_check_shows_masked_columns(gw: Gateway, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WG_TEST_MASK_KEY", KEY)
+    out = gw.cli("policy", "check", "--connection", "app", "--groups", "eng", "--sql",
+                 "SELECT c.*, c.email || '' AS shout FROM m_contacts v JOIN m_customers c USING (id)").stdout
+    assert "email: masked (partial), from public.m_customers.email by rule customer-pii" in out
+    assert "pin: NULL (its type cannot hold a mask), from public.m_customers.pin by rule customer-pii" in out
+    assert "name, notes, profile, shout" in out  # scanned by the detectors
+    lead = gw.cli("policy", "check", "--connection", "app", "--groups", "support-leads", "--json", "--sql",
+                  "SELECT email FROM m_customers").stdout
+    assert json.loads(lead)["masking"] == {"rules": [], "exempt": ["customer-pii"]}
+    bad = gw.cli("policy", "check", "--connection", "app", "--sql", "SELECT nope FROM m_customers").stdout
+    assert 'column "nope" does not exist' in bad
