@@ -84,7 +84,7 @@ def test_select_star_masks_marked_columns_and_detected_values(gw: Gateway) -> No
     _, stmts = recorded(gw, user)
     counts = masked_counts(next(s for s in stmts if s["kind"] == "select"))
     assert counts[("customer-pii", "public.m_customers.email", "column")] == 2
-    assert counts[("customer-pii", "public.m_customers.pin", "column")] == 2
+    assert counts[("customer-pii", "public.m_customers.pin", "column:null")] == 2
     assert counts[("customer-pii", "public.m_customers.notes", "email")] == 2
     assert counts[("customer-pii", "public.m_customers.notes", "phone")] == 1
 

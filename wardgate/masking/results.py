@@ -175,7 +175,7 @@ class ResultPlan:
             counts[key] = counts.get(key, 0) + 1
             return mask_whole(buf[s:e], st.style, self.key)
         if action is Action.NULL:
-            key = (st.rule, st.label, "column")
+            key = (st.rule, st.label, "column:null")  # recorded as NULLed: the type could not hold a mask
             counts[key] = counts.get(key, 0) + 1
             return None
         scanner = self.scanner
@@ -185,7 +185,7 @@ class ResultPlan:
             return _SAME
         if action is Action.SCAN_OR_NULL:
             for m in found:
-                self._count(counts, st.label, m.detector, 1)
+                self._count(counts, st.label, m.detector + ":null", 1)
             return None
         value = buf[s:e]
         base = s
@@ -198,7 +198,7 @@ class ResultPlan:
         return None if masked is None else head + masked
 
     def _count(self, counts: Counts, label: str, detector: str, n: int) -> None:
-        key = (self.detector_rules.get(detector, ""), label, detector)
+        key = (self.detector_rules.get(detector.partition(":")[0], ""), label, detector)
         counts[key] = counts.get(key, 0) + n
 
     # --- free text (errors, notices, notifications, COPY data) -------------------------------------------------
