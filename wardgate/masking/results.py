@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Protocol
 
-from .detectors import Scanner
+from .detectors import Match, Scanner
 from .maskers import PARTIAL, Style, full_token, hash_token, keep_ends, mask_text
 from .policy import ColumnName, SessionMasking
 
@@ -74,7 +74,7 @@ class _Step:
 class ResultPlan:
     """How one result shape is masked. ``steps`` covers only the columns that are not kept as they are."""
 
-    __slots__ = ("columns", "detector_rules", "key", "scanner", "steps", "styles", "whole")
+    __slots__ = ("columns", "detector_rules", "key", "scanner", "scans", "steps", "styles", "whole", "whole_steps")
 
     def __init__(self, masking: SessionMasking, columns: Sequence[Column]) -> None:
         self.columns = tuple(columns)
@@ -93,7 +93,9 @@ class ResultPlan:
                 skip = 1 if c.kind is Kind.JSONB_BINARY else 0
                 steps.append(_Step(i, action, "", c.label, Style.PARTIAL, skip))
         self.steps = tuple(steps)
-        self.whole = any(s.action in (Action.WHOLE, Action.NULL) for s in steps)
+        self.whole_steps = tuple(s for s in steps if s.action in (Action.WHOLE, Action.NULL))
+        self.whole = bool(self.whole_steps)
+        self.scans = len(self.whole_steps) < len(self.steps)
 
     @property
     def idle(self) -> bool:
@@ -116,83 +118,89 @@ class ResultPlan:
     # --- rows ---------------------------------------------------------------------------------------------------
 
     def mask_rows(self, buf: bytes, codec: RowCodec, counts: Counts) -> bytes:
-        """Mask a run of whole rows; returns ``buf`` itself when nothing in it changes. Adds to ``counts``."""
+        """Mask a run of whole rows; returns ``buf`` itself when nothing in it changes. Adds to ``counts``.
+
+        Three passes, so that the scanner runs once over all the run's scanned values (joined) rather than
+        once per value: walk the rows (marked columns are masked on the way), scan, then write the edits (in
+        place when no length changes, else the edited rows are re-framed)."""
         steps = self.steps
         if not steps:
             return buf
-        if self.scanner is None or not self.scanner.may_match(buf):
+        scanner = self.scanner
+        scan = scanner is not None and self.scans and scanner.may_match(buf)
+        if not scan:
             if not self.whole:
                 return buf
-            steps = tuple(s for s in steps if s.action in (Action.WHOLE, Action.NULL))
-        out: bytearray | None = None  # in-place edits while every replacement keeps its length
-        pieces: list[bytes] = []  # re-framed output once one does not
-        done = 0  # bytes of buf already accounted for in pieces
+            steps = self.whole_steps
+        rows: list[tuple[int, int, list[tuple[int, int] | None]]] = []
+        edits: dict[int, list[tuple[int, int, int, bytes | None]]] = {}
+        values: list[bytes] = []
+        refs: list[tuple[int, _Step, int, int]] = []
         pos = 0
         end = len(buf)
+        r = 0
+        whole, null = Action.WHOLE, Action.NULL
         while pos < end:
             spans, row_end = codec.spans(buf, pos)
-            edits: list[tuple[int, int, int, bytes | None]] | None = None
-            same_size = True
+            rows.append((pos, row_end, spans))
             for st in steps:
                 span = spans[st.index]
                 if span is None:
                     continue
                 s, e = span
-                new = self._value(st, buf, s, e, counts)
-                if new is not _SAME:
-                    if edits is None:
-                        edits = []
-                    value = new if isinstance(new, bytes) else None
-                    same_size = same_size and value is not None and len(value) == e - s
-                    edits.append((st.index, s, e, value))
-            if edits is not None:
-                if same_size and not pieces:
-                    if out is None:
-                        out = bytearray(buf)
-                    for _, s, e, v in edits:
-                        out[s:e] = v or b""  # same_size: never None here
+                action = st.action
+                if action is whole or action is null:
+                    key = (st.rule, st.label, "column" if action is whole else "column:null")
+                    counts[key] = counts.get(key, 0) + 1
+                    new = mask_whole(buf[s:e], st.style, self.key) if action is whole else None
+                    edits.setdefault(r, []).append((st.index, s, e, new))
                 else:
-                    if out is not None:  # switch from in-place to re-framing: take what was edited so far
-                        pieces.append(bytes(out[done:pos]))
-                        out = None
-                    else:
-                        pieces.append(buf[done:pos])
-                    values = [None if sp is None else buf[sp[0] : sp[1]] for sp in spans]
-                    for i, _, _, v in edits:
-                        values[i] = v
-                    pieces.append(codec.encode(values))
-                    done = row_end
+                    values.append(buf[s + st.skip : e])
+                    refs.append((r, st, s, e))
             pos = row_end
-        if pieces:
-            pieces.append(buf[done:] if out is None else bytes(out[done:]))
-            return b"".join(pieces)
-        return buf if out is None else bytes(out)
+            r += 1
+        if values:
+            assert scanner is not None
+            found = scanner.find_many(values)
+            i = 0
+            while i < len(found):
+                vi = found[i][0]
+                j = i + 1
+                while j < len(found) and found[j][0] == vi:
+                    j += 1
+                r, st, s, e = refs[vi]
+                new = self._scanned(st, values[vi], buf[s : s + st.skip], [m for _, m in found[i:j]], counts)
+                edits.setdefault(r, []).append((st.index, s, e, new))
+                i = j
+        if not edits:
+            return buf
+        if all(v is not None and len(v) == e - s for ed in edits.values() for _, s, e, v in ed):
+            out = bytearray(buf)
+            for ed in edits.values():
+                for _, s, e, v in ed:
+                    out[s:e] = v or b""  # all replacements are bytes of the same length here
+            return bytes(out)
+        pieces: list[bytes] = []
+        done = 0
+        for r in sorted(edits):
+            start, row_end, spans = rows[r]
+            row = [None if sp is None else buf[sp[0] : sp[1]] for sp in spans]
+            for col, _, _, v in edits[r]:
+                row[col] = v
+            pieces.append(buf[done:start])
+            pieces.append(codec.encode(row))
+            done = row_end
+        pieces.append(buf[done:])
+        return b"".join(pieces)
 
-    def _value(self, st: _Step, buf: bytes, s: int, e: int, counts: Counts) -> bytes | object | None:
-        action = st.action
-        if action is Action.WHOLE:
-            key = (st.rule, st.label, "column")
-            counts[key] = counts.get(key, 0) + 1
-            return mask_whole(buf[s:e], st.style, self.key)
-        if action is Action.NULL:
-            key = (st.rule, st.label, "column:null")  # recorded as NULLed: the type could not hold a mask
-            counts[key] = counts.get(key, 0) + 1
-            return None
-        scanner = self.scanner
-        assert scanner is not None
-        found = scanner.find(buf, s + st.skip, e)
-        if not found:
-            return _SAME
-        if action is Action.SCAN_OR_NULL:
-            for m in found:
+    def _scanned(self, st: _Step, body: bytes, head: bytes, matches: list[Match], counts: Counts) -> bytes | None:
+        """A scanned value with matches: masked where they are (or NULL, for opaque binary)."""
+        if st.action is Action.SCAN_OR_NULL:
+            for m in matches:
                 self._count(counts, st.label, m.detector + ":null", 1)
             return None
-        value = buf[s:e]
-        base = s
-        head = value[: st.skip]
-        body = value[st.skip :]
-        matches = [m._replace(start=m.start - base - st.skip, end=m.end - base - st.skip) for m in found]
-        masked, detected = mask_text(body, scanner, self.styles, self.key, matches)
+        assert self.scanner is not None
+        masked, detected = mask_text(body, self.scanner, self.styles, self.key, matches)
         for det, n in detected:
             self._count(counts, st.label, det, n)
         return None if masked is None else head + masked
@@ -208,21 +216,23 @@ class ResultPlan:
         return mask_free_text(self.scanner, self.styles, self.detector_rules, self.key, value, label, counts)
 
 
-_SAME = object()
-_WHOLE_SCANNER: list[Scanner] = []
-
-
-def _whole_scanner() -> Scanner:
-    if not _WHOLE_SCANNER:
-        _WHOLE_SCANNER.append(Scanner.builtin())
-    return _WHOLE_SCANNER[0]
-
-
 def _whole_kind(value: bytes) -> str | None:
-    """The detector that recognises all of ``value``, if one does: its partial shape is kept."""
-    found = _whole_scanner().find(value)
-    if len(found) == 1 and found[0].start == 0 and found[0].end == len(value):
-        return found[0].detector
+    """The detector whose partial shape fits a whole marked value, judged by its shape alone (a marked column is
+    masked whatever it holds, so nothing needs validating, and this runs for every value of the column)."""
+    if b"@" in value:
+        return "email"
+    digits = value.translate(None, b" -.()+")
+    if not digits.isdigit():
+        return None
+    n = len(digits)
+    if value[:1] in (b"+", b"("):
+        return "phone"
+    if 13 <= n <= 19:
+        return "credit_card"
+    if n == 9 and len(value) == 11:
+        return "ssn"
+    if 10 <= n <= 12 and n < len(value):
+        return "phone"
     return None
 
 
