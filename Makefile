@@ -6,7 +6,8 @@ DEMO    = examples/demo.yaml
 
 .PHONY: demo test lint unit integration clean system-deps
 
-$(BIN)/.installed: pyproject.toml
+# The C extension is compiled by the editable install: a changed source is rebuilt by installing again.
+$(BIN)/.installed: pyproject.toml wardgate/masking/_prefilter.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
 	touch $@
@@ -40,4 +41,4 @@ integration: $(BIN)/.installed
 	$(BIN)/pytest tests/integration
 
 clean:
-	rm -rf $(VENV) .wardgate .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .wardgate .mypy_cache .ruff_cache .pytest_cache build wardgate/masking/_prefilter.*.so
