@@ -328,6 +328,11 @@ class MaskRuleConfig(_Model):
     groups: list[str] = Field(default_factory=list)
     exempt_groups: list[str] = Field(default_factory=list)
 
+    @field_validator("style", mode="before")
+    @classmethod
+    def _yaml_null(cls, v: object) -> object:
+        return "null" if v is None else v  # `style: null` unquoted is YAML's null, and means the null style
+
     @field_validator("columns")
     @classmethod
     def _patterns(cls, v: list[str]) -> list[str]:
@@ -418,7 +423,7 @@ class Config(_Model):
 
         known = set(BUILTIN_DETECTORS)
         for i, d in enumerate(self.masking.detectors):
-            if d.name in known:
+            if d.name in known or d.name == "all":  # in detect, "all" means every built-in detector
                 raise ValueError(f"masking.detectors[{i}]: the detector name {d.name!r} is already taken")
             try:
                 custom(d.name, d.regex)

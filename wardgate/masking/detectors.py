@@ -412,6 +412,9 @@ class Prefilter:
 # --- custom detectors -----------------------------------------------------------------------------------------
 
 _GLOBAL_FLAGS = re.compile(r"\(\?([aiLmsux]+)\)")
+# The start of a value (^, \A): right after the NUL the scanner puts before it (or after a line break, with (?m)).
+_VALUE_START = rb"(?<![^\x00])"
+_LINE_START = rb"(?<![^\x00\n])"
 
 
 def _to_bytes_pattern(name: str, regex: str | bytes) -> bytes:
@@ -434,6 +437,10 @@ def _to_bytes_pattern(name: str, regex: str | bytes) -> bytes:
         if c == "\\" and i + 1 < n:
             if not in_class and text[i + 1] in "123456789":
                 raise ValueError(f"custom detector {name!r}: backreferences are not supported")
+            if not in_class and text[i + 1] == "A":
+                out.append(_VALUE_START)
+                i += 2
+                continue
             out.append(text[i : i + 2].encode("latin-1"))
             i += 2
             continue
@@ -447,6 +454,10 @@ def _to_bytes_pattern(name: str, regex: str | bytes) -> bytes:
                 out.append(text[i : j + 1].encode("latin-1"))
                 i = j + 1
                 continue
+        elif c == "^":
+            out.append(_LINE_START if "m" in flags else _VALUE_START)
+            i += 1
+            continue
         elif c == "(" and text.startswith(("(?P<", "(?P=", "(?("), i):
             raise ValueError(f"custom detector {name!r}: named groups, backreferences and conditionals are not "
                              "supported (use (?:...) groups)")
@@ -537,7 +548,7 @@ class Scanner:
     thirteen built-ins): build it once per set of detectors, not per value.
     """
 
-    __slots__ = ("_alone", "_groups", "_info", "_search", "detectors", "prefilter")
+    __slots__ = ("_alone", "_free", "_groups", "_info", "_search", "detectors", "prefilter")
 
     def __init__(self, detectors: Iterable[Detector | str]) -> None:
         chosen: list[Detector] = []
@@ -554,6 +565,8 @@ class Scanner:
         ordered += [(d, b) for d in chosen for b in d.branches if b.lead is not Lead.FREE]
         # per branch: detector name, validator, bytes it may not follow, whether its matches need widening
         self._info = [(d.name, d.validate, b.not_after, b.lead is Lead.FREE) for d, b in ordered]
+        # a custom pattern can look past the end of a value ($, \Z, lookaheads), where a joined buffer has a NUL
+        self._free = any(b.lead is Lead.FREE for _, b in ordered)
         source, self._groups = _compile(list(enumerate(b for _, b in ordered)))
         self._search = re.compile(source).search
         # Each branch alone, to re-try a position where the first candidate was refused.
@@ -595,6 +608,8 @@ class Scanner:
         The values are joined with NUL bytes, which no built-in pattern crosses and PostgreSQL text values never
         hold. If a value holds a NUL, or a custom pattern matched across one, each value is scanned on its own.
         """
+        if self._free:  # each value on its own, as find() sees it
+            return self._each(values)
         data = b"\x00".join([b"", *values])
         if data.count(0) != len(values):
             return self._each(values)

@@ -19,6 +19,7 @@ can still uncover a neighbour that was glued to a match; :func:`mask_text` masks
 from __future__ import annotations
 
 import hmac
+import re
 from collections.abc import Callable, Iterable, Mapping
 from enum import StrEnum
 from functools import lru_cache
@@ -97,6 +98,10 @@ _CARD_KEEP = _table(b" -")
 _PHONE_KEEP = _table(b" -.()+")
 
 
+#: What partial_email keeps after the domain: a top-level domain, nothing else.
+_TLD = re.compile(rb"\.(?:[A-Za-z]{2,63}|xn--[A-Za-z0-9-]{2,59})")
+
+
 def partial_email(v: bytes) -> bytes:
     """``jane.doe@mail.example.com`` -> ``j*******@************.com``: the first character of the local part,
     the ``@`` and the top-level domain stay."""
@@ -104,7 +109,7 @@ def partial_email(v: bytes) -> bytes:
     if at <= 0:
         return keep_ends(v)
     dot = v.rfind(b".", at)
-    if dot < 0 or dot == len(v) - 1:
+    if dot < 0 or not _TLD.fullmatch(v, dot):  # whatever follows the address is masked too
         dot = len(v)
     head = _char_len(v, 0)
     return v[:head] + b"*" * (at - head) + b"@" + b"*" * (dot - at - 1) + v[dot:]

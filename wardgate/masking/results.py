@@ -18,7 +18,7 @@ from enum import Enum
 from typing import Protocol
 
 from .detectors import Match, Scanner
-from .maskers import PARTIAL, Style, full_token, hash_token, keep_ends, mask_text
+from .maskers import PARTIAL, Style, full_token, hash_token, keep_ends, mask_matches, mask_text
 from .policy import ColumnName, SessionMasking
 
 
@@ -161,6 +161,8 @@ class ResultPlan:
             r += 1
         if values:
             assert scanner is not None
+            masked: list[bytes] = []  # values masked once, which a second scan must find clean
+            where: list[tuple[int, int]] = []  # (row, index in its edits) of each
             found = scanner.find_many(values)
             i = 0
             while i < len(found):
@@ -169,9 +171,16 @@ class ResultPlan:
                 while j < len(found) and found[j][0] == vi:
                     j += 1
                 r, st, s, e = refs[vi]
-                new = self._scanned(st, values[vi], buf[s : s + st.skip], [m for _, m in found[i:j]], counts)
-                edits.setdefault(r, []).append((st.index, s, e, new))
+                new = self._scanned(st, values[vi], [m for _, m in found[i:j]], counts)
+                row_edits = edits.setdefault(r, [])
+                if new is not None:
+                    masked.append(new)
+                    where.append((r, len(row_edits)))
+                    new = buf[s : s + st.skip] + new
+                row_edits.append((st.index, s, e, new))
                 i = j
+            if masked:
+                self._settle(masked, where, edits, counts)
         if not edits:
             return buf
         if all(v is not None and len(v) == e - s for ed in edits.values() for _, s, e, v in ed):
@@ -193,17 +202,39 @@ class ResultPlan:
         pieces.append(buf[done:])
         return b"".join(pieces)
 
-    def _scanned(self, st: _Step, body: bytes, head: bytes, matches: list[Match], counts: Counts) -> bytes | None:
-        """A scanned value with matches: masked where they are (or NULL, for opaque binary)."""
-        if st.action is Action.SCAN_OR_NULL:
-            for m in matches:
-                self._count(counts, st.label, m.detector + ":null", 1)
+    def _scanned(self, st: _Step, body: bytes, matches: list[Match], counts: Counts) -> bytes | None:
+        """A scanned value with matches, masked where they are (one round; see _settle), or NULL (opaque binary,
+        or a detector in the null style)."""
+        suffix = ":null" if st.action is Action.SCAN_OR_NULL else ""
+        for m in matches:
+            self._count(counts, st.label, m.detector + suffix, 1)
+        if suffix or any(self.styles[m.detector] is Style.NULL for m in matches):
             return None
-        assert self.scanner is not None
-        masked, detected = mask_text(body, self.scanner, self.styles, self.key, matches)
-        for det, n in detected:
-            self._count(counts, st.label, det, n)
-        return None if masked is None else head + masked
+        return mask_matches(body, matches, self.styles, self.key)
+
+    def _settle(self, masked: list[bytes], where: list[tuple[int, int]],
+                edits: dict[int, list[tuple[int, int, int, bytes | None]]], counts: Counts) -> None:
+        """Masking can uncover a value glued to a match (see maskers.mask_text): one scan over every value masked
+        in this run finds those, and only they go through mask_text's loop."""
+        scanner = self.scanner
+        assert scanner is not None
+        again = scanner.find_many(masked)
+        i = 0
+        while i < len(again):
+            vi = again[i][0]
+            j = i + 1
+            while j < len(again) and again[j][0] == vi:
+                j += 1
+            r, n = where[vi]
+            col, s, e, old = edits[r][n]
+            assert old is not None
+            head = old[: len(old) - len(masked[vi])]
+            value, detected = mask_text(masked[vi], scanner, self.styles, self.key, [m for _, m in again[i:j]])
+            label = self.columns[col].label
+            for det, count in detected:
+                self._count(counts, label, det, count)
+            edits[r][n] = (col, s, e, None if value is None else head + value)
+            i = j
 
     def _count(self, counts: Counts, label: str, detector: str, n: int) -> None:
         key = (self.detector_rules.get(detector.partition(":")[0], ""), label, detector)
