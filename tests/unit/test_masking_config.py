@@ -291,13 +291,17 @@ def test_good_column_patterns(tmp_path: Path, pattern: str) -> None:
 
 @pytest.mark.parametrize(("body", "where"), [
     ("name: r, detect: [email], style: redact", "masking.rules.0.style: "),
-    ("name: r, detect: [email], style: null", "masking.rules.0.style: "),  # YAML null, not the string "null"
     ("name: R, detect: [email]", "masking.rules.0.name: "),
     ("name: r, detect: [email], stlye: full", "masking.rules.0.stlye: unknown key"),
     ("name: r, detect: email", "masking.rules.0.detect: "),
 ])
 def test_rule_fields(tmp_path: Path, body: str, where: str) -> None:
     assert _problem(tmp_path, _rule(body)).startswith(where)
+
+
+def test_unquoted_null_style_is_the_null_style(tmp_path: Path) -> None:
+    cfg = load_config(_write(tmp_path, BASE + _rule("name: r, detect: [email], style: null")))
+    assert masking_policy(cfg).rules[0].style is Style.NULL
 
 
 def test_unknown_key_in_the_masking_section(tmp_path: Path) -> None:
