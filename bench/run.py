@@ -147,7 +147,9 @@ def drop_database(db: str, role: str) -> None:
 
 
 def start_wardgate(work: Path, db: str, role: str, name: str = "wardgate",
-                   policy: dict[str, object] | None = None) -> tuple[subprocess.Popen[bytes], Target]:
+                   policy: dict[str, object] | None = None,
+                   extra: dict[str, object] | None = None) -> tuple[subprocess.Popen[bytes], Target]:
+    """A wardgate process in ``work``; ``extra`` holds more top-level config keys (e.g. ``masking``)."""
     port = free_port()
     cfg = work / "wardgate.yaml"
     cfg.write_text(json.dumps({
@@ -156,6 +158,7 @@ def start_wardgate(work: Path, db: str, role: str, name: str = "wardgate",
         "listen": {"postgres": f"127.0.0.1:{port}", "allow_plaintext": True},
         "connections": {"bench": {"upstream": f"postgresql://{role}@127.0.0.1:5432/{db}"}},
         "policy": policy or {},
+        **(extra or {}),
     }))
     wardgate = [sys.executable, "-m", "wardgate.cli"]
     log = open(work / "wardgate.log", "wb")  # noqa: SIM115 - lives as long as the process
