@@ -141,8 +141,18 @@ digit_run_triggers(const uint8_t *p, Py_ssize_t n, Py_ssize_t s, Py_ssize_t e, u
             && digits(p, s - 7, s - 5))
             return 1;
     }
-    if (det & D_IBAN) {  /* class AA99 */
-        if (len >= 2 && s >= 2 && IS(before, C_UPPER) && IS(p[s - 2], C_UPPER)) return 1;
+    if (det & D_IBAN) {  /* class AA99[A9]{11} or AA99 [A9]{4} [A9]{4}: this run starts with the check digits */
+        if (len >= 2 && s >= 2 && IS(before, C_UPPER) && IS(p[s - 2], C_UPPER)) {
+            Py_ssize_t q = s + 2, k = q;
+            while (k < n && k - q < 11 && IS(p[k], C_UPPER | C_DIGIT)) k++;
+            if (k - q >= 11) return 1;
+            if (q + 10 <= n && p[q] == ' ' && p[q + 5] == ' ') {
+                int ok = 1;
+                for (Py_ssize_t j = 1; j <= 9 && ok; j++)
+                    if (j != 5 && !IS(p[q + j], C_UPPER | C_DIGIT)) ok = 0;
+                if (ok) return 1;
+            }
+        }
     }
     if (det & D_IPV4) {  /* class 9.9. / 9.99. / 9.999.: this run is the middle one */
         if (len <= 3 && s >= 2 && before == '.' && IS(p[s - 2], C_DIGIT) && after == '.') return 1;

@@ -351,7 +351,7 @@ _TRIGGERS: dict[str, tuple[tuple[str, bytes], ...]] = {
     "stripe_key": (("raw", rb"_live_(?<=k_live_)"),),
     "slack_token": (("raw", rb"-(?<=xox[abpr]-)"),),
     "email": (("raw", rb"@(?<=[A-Za-z0-9._%+'\x80-\xff-]@)"),),
-    "iban": (("class", rb"AA99"),),
+    "iban": (("class", rb"AA99[A9]{11}|AA99 [A9]{4} [A9]{4}"),),
     "credit_card": (("class", rb"9999999999999"), ("class", rb"9999[ -]9{3,6}[ -]999")),
     "ssn": (("class", rb"[ -]99[ -]9999(?<=999[ -]99[ -]9999)"),),
     "phone": (("raw", rb"\+[1-9]"), ("class", rb"[-.]999[-.]9999(?<=999[-.]999[-.]9999)"), ("class", rb"\(999\)")),
@@ -359,7 +359,7 @@ _TRIGGERS: dict[str, tuple[tuple[str, bytes], ...]] = {
     "ipv4": (("class", rb"\.9\.(?<=9\.9\.)|\.99\.(?<=9\.99\.)|\.999\.(?<=9\.999\.)"),),
 }
 #: Class substrings searched as plain text (a memchr-speed search beats a regex led by a digit or capital).
-_LITERAL = frozenset({rb"AA99", rb"9999999999999"})
+_LITERAL = frozenset({rb"9999999999999"})
 
 
 class Prefilter:
