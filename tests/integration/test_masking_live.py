@@ -19,7 +19,7 @@ import asyncpg
 import psycopg
 import pytest
 
-from tests.conftest import Gateway, UpstreamDB, recorded, run_gateway, unique
+from tests.conftest import Gateway, UpstreamDB, flush_wait, recorded, run_gateway, unique
 
 KEY = secrets.token_hex(24)
 MASKING = {
@@ -246,3 +246,36 @@ def test_policy_check_shows_masked_columns(gw: Gateway, monkeypatch: pytest.Monk
     assert json.loads(lead)["masking"] == {"rules": [], "exempt": ["customer-pii"]}
     bad = gw.cli("policy", "check", "--connection", "app", "--sql", "SELECT nope FROM m_customers").stdout
     assert 'column "nope" does not exist' in bad
+
+
+def test_a_catalog_that_cannot_be_read_ends_the_session(tmp_path: Path) -> None:
+    """Fail closed: the upstream role may hold one connection, the session's own, so the gateway's catalog
+    lookup is refused; rather than relay rows whose columns it cannot name, the gateway ends the session."""
+    from psycopg import sql
+
+    from tests.conftest import ADMIN_DSN
+
+    db = UpstreamDB(unique("wgt_onecon"), unique("wgt_onecon"))
+    with psycopg.connect(ADMIN_DSN, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE ROLE {} LOGIN CONNECTION LIMIT 1").format(sql.Identifier(db.role)))
+        admin.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(db.name),
+                                                                    sql.Identifier(db.role)))
+    try:
+        with db.connect(autocommit=True) as conn:
+            conn.execute("CREATE TABLE m_customers (id int, email text)")
+            conn.execute("INSERT INTO m_customers VALUES (1, 'a@example.com')")
+        env = {"WG_TEST_MASK_KEY": KEY}
+        with run_gateway(tmp_path / "gw", db, extra={"masking": MASKING}, env=env) as g:
+            user = unique("closed")
+            with connect(g, user, autocommit=True) as conn:
+                with pytest.raises(psycopg.OperationalError) as err:
+                    conn.execute("SELECT * FROM m_customers").fetchall()
+                assert "cannot tell which columns to mask" in str(err.value)
+                assert "a@example.com" not in str(err.value)
+            store = g.store()
+            s = flush_wait(lambda: [r for r in store.sessions(user=user) if r["ended_at"]])
+            assert s and s[0]["end_reason"] == "catalog unavailable"
+    finally:
+        with psycopg.connect(ADMIN_DSN, autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db.name)))
+            admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(db.role)))

@@ -224,8 +224,8 @@ def test_no_detectors_and_empty_buffers() -> None:
 
 def test_every_subset_of_detectors() -> None:
     """One buffer holding one trigger of each detector, with a detector's trigger removed in turn."""
-    parts = [b"PRIVATE KEY", b"eyJ", b"AKIA", b"ghp_", b"sk_live_", b"xoxb-", b"a@b", b"DE89 3704 0044", b"4111 1111 111",
-             b"123-45-6789", b"+44", b"::1", b"1.2.3.4"]
+    parts = [b"PRIVATE KEY", b"eyJ", b"AKIA", b"ghp_", b"sk_live_", b"xoxb-", b"a@b", b"DE89 3704 0044",
+             b"4111 1111 111", b"123-45-6789", b"+44", b"::1", b"1.2.3.4"]
     for i, _ in enumerate(parts):
         buf = b"\x00".join(p for j, p in enumerate(parts) if j != i)
         for detectors in range(0, ALL + 1, 7):
