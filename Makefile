@@ -6,8 +6,9 @@ DEMO    = examples/demo.yaml
 
 .PHONY: demo test lint unit integration clean system-deps
 
-# The C extension is compiled by the editable install: a changed source is rebuilt by installing again.
-$(BIN)/.installed: pyproject.toml wardgate/masking/_prefilter.c
+# The C extensions are compiled by the editable install: a changed source is rebuilt by installing again.
+$(BIN)/.installed: pyproject.toml wardgate/masking/_prefilter.c wardgate/masking/_prefilter_core.h wardgate/masking/_bulk.c \
+		wardgate/protocols/postgres/_datarow.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
 	touch $@
@@ -41,4 +42,4 @@ integration: $(BIN)/.installed
 	$(BIN)/pytest tests/integration
 
 clean:
-	rm -rf $(VENV) .wardgate .mypy_cache .ruff_cache .pytest_cache build wardgate/masking/_prefilter.*.so
+	rm -rf $(VENV) .wardgate .mypy_cache .ruff_cache .pytest_cache build wardgate/masking/_*.so wardgate/protocols/postgres/_*.so

@@ -31,11 +31,15 @@ class NeedCatalog(Exception):
 
 
 class _Rows:
-    """DataRow layout for the plan: value spans and re-framing."""
+    """DataRow layout for the plan: value offsets and re-framing."""
 
     @staticmethod
-    def spans(buf: bytes, pos: int) -> tuple[list[tuple[int, int] | None], int]:
+    def spans(buf: bytes | bytearray, pos: int) -> tuple[list[tuple[int, int] | None], int]:
         return decode.data_row_spans(buf, pos)
+
+    @staticmethod
+    def walk(buf: bytes, columns: tuple[int, ...]) -> tuple[list[int], list[int]]:
+        return decode.walk_rows(buf, columns)
 
     @staticmethod
     def encode(values: Sequence[bytes | None]) -> bytes:

@@ -390,6 +390,11 @@ class Prefilter:
         if _native is not None and not self.always:
             self._native = sum(1 << _native.ORDER.index(d.name) for d in detectors)
 
+    @property
+    def native_bits(self) -> int:
+        """The detectors as the C prefilter's bit set; 0 when it cannot answer (not built, or custom detectors)."""
+        return self._native
+
     def may_match(self, buf: bytes | bytearray | memoryview) -> bool:
         if self._native:
             return bool(_native.may_match(buf, self._native))  # type: ignore[union-attr]

@@ -12,13 +12,16 @@ How values are laid out in a row is the caller's (``RowCodec``): this module kno
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import Protocol
+from itertools import groupby
+from operator import itemgetter
+from typing import Protocol, cast
 
+from .bulk import candidates, partial_many
 from .detectors import Match, Scanner
-from .maskers import PARTIAL, Style, full_token, hash_token, keep_ends, mask_matches, mask_text
+from .maskers import Style, mask_matches, mask_text, mask_whole
 from .policy import ColumnName, SessionMasking
 
 
@@ -57,7 +60,10 @@ Counts = dict[tuple[str, str, str], int]
 
 
 class RowCodec(Protocol):
-    def spans(self, buf: bytes, pos: int) -> tuple[list[tuple[int, int] | None], int]: ...
+    def spans(self, buf: bytes | bytearray, pos: int) -> tuple[list[tuple[int, int] | None], int]: ...
+    def walk(self, buf: bytes, columns: tuple[int, ...]) -> tuple[list[int], list[int]]:
+        """Every row of the run: ``rows`` = [start, end, start, end, ...]; ``offsets`` = for each row, for each
+        of ``columns`` in order, the value's start and end (-1, -1 for NULL)."""
     def encode(self, values: Sequence[bytes | None]) -> bytes: ...
 
 
@@ -120,87 +126,90 @@ class ResultPlan:
     def mask_rows(self, buf: bytes, codec: RowCodec, counts: Counts) -> bytes:
         """Mask a run of whole rows; returns ``buf`` itself when nothing in it changes. Adds to ``counts``.
 
-        Three passes, so that the scanner runs once over all the run's scanned values (joined) rather than
-        once per value: walk the rows (marked columns are masked on the way), scan, then write the edits (in
-        place when no length changes, else the edited rows are re-framed)."""
+        One walk gives the offsets of every value the plan touches; then each column is handled for the whole
+        run at once: marked columns in the partial style are masked in place in one call, scanned columns go
+        through the prefilter value by value in one call and the scanner runs once over the values that may
+        hold something (joined). Replacements that keep their length are written in place; rows with one that
+        does not are re-framed."""
         steps = self.steps
         if not steps:
             return buf
         scanner = self.scanner
-        scan = scanner is not None and self.scans and scanner.may_match(buf)
-        if not scan:
+        if not (scanner is not None and self.scans and scanner.may_match(buf)):
             if not self.whole:
                 return buf
             steps = self.whole_steps
-        rows: list[tuple[int, int, list[tuple[int, int] | None]]] = []
-        edits: dict[int, list[tuple[int, int, int, bytes | None]]] = {}
-        values: list[bytes] = []
-        refs: list[tuple[int, _Step, int, int]] = []
-        pos = 0
-        end = len(buf)
-        r = 0
-        whole, null = Action.WHOLE, Action.NULL
-        while pos < end:
-            spans, row_end = codec.spans(buf, pos)
-            rows.append((pos, row_end, spans))
-            for st in steps:
-                span = spans[st.index]
-                if span is None:
+        rows, offsets = codec.walk(buf, tuple(st.index for st in steps))
+        width = 2 * len(steps)
+        out = bytearray(buf)
+        changed = False
+        edits: dict[int, list[tuple[int, bytes | None]]] = {}  # row -> (column, value) that re-frame it
+        masked: list[bytes | None] = []  # values masked by detectors, which a second scan must find clean
+        where: list[tuple[int, int, int, int, int]] = []  # their (row, column, start, end, skip)
+        settle: list[int] = []  # those of them a second scan must look at (see _glued)
+        for k, st in enumerate(steps):
+            starts = offsets[2 * k :: width]
+            ends = offsets[2 * k + 1 :: width]
+            action = st.action
+            if action is Action.WHOLE and st.style is Style.PARTIAL:
+                n = partial_many(out, starts, ends)
+                if n:
+                    changed = True
+                    self._add(counts, (st.rule, st.label, "column"), n)
+            elif action is Action.WHOLE or action is Action.NULL:
+                key = (st.rule, st.label, "column" if action is Action.WHOLE else "column:null")
+                for r, (s, e) in enumerate(zip(starts, ends, strict=True)):
+                    if s >= 0:
+                        self._add(counts, key, 1)
+                        new = mask_whole(buf[s:e], st.style, self.key) if action is Action.WHOLE else None
+                        edits.setdefault(r, []).append((st.index, new))
+            else:
+                assert scanner is not None
+                picked = candidates(buf, starts, ends, scanner.prefilter, st.skip)
+                if not picked:
                     continue
-                s, e = span
-                action = st.action
-                if action is whole or action is null:
-                    key = (st.rule, st.label, "column" if action is whole else "column:null")
-                    counts[key] = counts.get(key, 0) + 1
-                    new = mask_whole(buf[s:e], st.style, self.key) if action is whole else None
-                    edits.setdefault(r, []).append((st.index, s, e, new))
-                else:
-                    values.append(buf[s + st.skip : e])
-                    refs.append((r, st, s, e))
-            pos = row_end
-            r += 1
-        if values:
-            assert scanner is not None
-            masked: list[bytes] = []  # values masked once, which a second scan must find clean
-            where: list[tuple[int, int]] = []  # (row, index in its edits) of each
-            found = scanner.find_many(values)
-            i = 0
-            while i < len(found):
-                vi = found[i][0]
-                j = i + 1
-                while j < len(found) and found[j][0] == vi:
-                    j += 1
-                r, st, s, e = refs[vi]
-                new = self._scanned(st, values[vi], [m for _, m in found[i:j]], counts)
-                row_edits = edits.setdefault(r, [])
-                if new is not None:
-                    masked.append(new)
-                    where.append((r, len(row_edits)))
-                    new = buf[s : s + st.skip] + new
-                row_edits.append((st.index, s, e, new))
-                i = j
-            if masked:
-                self._settle(masked, where, edits, counts)
+                values = [buf[starts[r] + st.skip : ends[r]] for r in picked]
+                builtin = scanner.prefilter.native_bits != 0
+                for vi, matches in _by_value(scanner.find_many(values)):
+                    r = picked[vi]
+                    value = values[vi]
+                    new = self._scanned(st, value, matches, counts)
+                    if new is None:
+                        edits.setdefault(r, []).append((st.index, None))
+                    else:
+                        if not builtin or any(_glued(value, m) for m in matches):
+                            settle.append(len(masked))
+                        masked.append(new)
+                        where.append((r, st.index, starts[r], ends[r], st.skip))
+        if settle:
+            self._settle(masked, settle, where, counts)
+        for new, (r, col, s, e, skip) in zip(masked, where, strict=True):
+            if new is not None and len(new) == e - s - skip:
+                out[s + skip : e] = new
+                changed = True
+            else:
+                edits.setdefault(r, []).append((col, None if new is None else buf[s : s + skip] + new))
         if not edits:
-            return buf
-        if all(v is not None and len(v) == e - s for ed in edits.values() for _, s, e, v in ed):
-            out = bytearray(buf)
-            for ed in edits.values():
-                for _, s, e, v in ed:
-                    out[s:e] = v or b""  # all replacements are bytes of the same length here
-            return bytes(out)
+            return bytes(out) if changed else buf
         pieces: list[bytes] = []
         done = 0
+        view = memoryview(out)
         for r in sorted(edits):
-            start, row_end, spans = rows[r]
-            row = [None if sp is None else buf[sp[0] : sp[1]] for sp in spans]
-            for col, _, _, v in edits[r]:
+            start, end = rows[2 * r], rows[2 * r + 1]
+            spans, _ = codec.spans(out, start)
+            row: list[bytes | None] = [None if sp is None else bytes(view[sp[0] : sp[1]]) for sp in spans]
+            for col, v in edits[r]:
                 row[col] = v
-            pieces.append(buf[done:start])
+            pieces.append(bytes(view[done:start]))
             pieces.append(codec.encode(row))
-            done = row_end
-        pieces.append(buf[done:])
+            done = end
+        pieces.append(bytes(view[done:]))
+        view.release()
         return b"".join(pieces)
+
+    @staticmethod
+    def _add(counts: Counts, key: tuple[str, str, str], n: int) -> None:
+        counts[key] = counts.get(key, 0) + n
 
     def _scanned(self, st: _Step, body: bytes, matches: list[Match], counts: Counts) -> bytes | None:
         """A scanned value with matches, masked where they are (one round; see _settle), or NULL (opaque binary,
@@ -212,29 +221,21 @@ class ResultPlan:
             return None
         return mask_matches(body, matches, self.styles, self.key)
 
-    def _settle(self, masked: list[bytes], where: list[tuple[int, int]],
-                edits: dict[int, list[tuple[int, int, int, bytes | None]]], counts: Counts) -> None:
-        """Masking can uncover a value glued to a match (see maskers.mask_text): one scan over every value masked
-        in this run finds those, and only they go through mask_text's loop."""
+    def _settle(self, masked: list[bytes | None], settle: list[int], where: list[tuple[int, int, int, int, int]],
+                counts: Counts) -> None:
+        """Masking can uncover a value glued to a match (see maskers.mask_text): one scan over the values masked
+        in this run that had a glued match finds those, and only they go through mask_text's loop (``masked`` is
+        updated in place; None: the value became NULL)."""
         scanner = self.scanner
         assert scanner is not None
-        again = scanner.find_many(masked)
-        i = 0
-        while i < len(again):
-            vi = again[i][0]
-            j = i + 1
-            while j < len(again) and again[j][0] == vi:
-                j += 1
-            r, n = where[vi]
-            col, s, e, old = edits[r][n]
-            assert old is not None
-            head = old[: len(old) - len(masked[vi])]
-            value, detected = mask_text(masked[vi], scanner, self.styles, self.key, [m for _, m in again[i:j]])
-            label = self.columns[col].label
+        again = scanner.find_many([cast(bytes, masked[i]) for i in settle])
+        for si, matches in _by_value(again):
+            vi = settle[si]
+            value, detected = mask_text(cast(bytes, masked[vi]), scanner, self.styles, self.key, matches)
+            label = self.columns[where[vi][1]].label
             for det, count in detected:
                 self._count(counts, label, det, count)
-            edits[r][n] = (col, s, e, None if value is None else head + value)
-            i = j
+            masked[vi] = value
 
     def _count(self, counts: Counts, label: str, detector: str, n: int) -> None:
         key = (self.detector_rules.get(detector.partition(":")[0], ""), label, detector)
@@ -247,38 +248,21 @@ class ResultPlan:
         return mask_free_text(self.scanner, self.styles, self.detector_rules, self.key, value, label, counts)
 
 
-def _whole_kind(value: bytes) -> str | None:
-    """The detector whose partial shape fits a whole marked value, judged by its shape alone (a marked column is
-    masked whatever it holds, so nothing needs validating, and this runs for every value of the column)."""
-    if b"@" in value:
-        return "email"
-    digits = value.translate(None, b" -.()+")
-    if not digits.isdigit():
-        return None
-    n = len(digits)
-    if value[:1] in (b"+", b"("):
-        return "phone"
-    if 13 <= n <= 19:
-        return "credit_card"
-    if n == 9 and len(value) == 11:
-        return "ssn"
-    if 10 <= n <= 12 and n < len(value):
-        return "phone"
-    return None
+#: Bytes that end any built-in match's neighbour on their own: a match between two of these (or the ends of its
+#: value) cannot, once masked, change what the built-in detectors find around it, so no second scan is needed.
+_SEPARATORS = frozenset(b" \t\r\n,;\"()[]{}<>|=!?&*/")
 
 
-def mask_whole(value: bytes, style: Style, key: bytes) -> bytes | None:
-    """A value of a marked column. ``partial`` keeps the shape of what it holds when a detector recognises the
-    whole value (``j***@*******.com``), else its first and last characters; ``full`` and ``hash`` name the
-    detector when one recognises it, else ``column``."""
-    if style is Style.NULL:
-        return None
-    kind = _whole_kind(value)
-    if style is Style.PARTIAL:
-        return PARTIAL.get(kind, keep_ends)(value) if kind else keep_ends(value)
-    if style is Style.FULL:
-        return full_token(kind or "column")
-    return hash_token(value, kind or "column", key)
+def _glued(value: bytes, m: Match) -> bool:
+    """Is this match glued to something a detector could read as part of a neighbour?"""
+    return (m.start > 0 and value[m.start - 1] not in _SEPARATORS) or (
+        m.end < len(value) and value[m.end] not in _SEPARATORS)
+
+
+def _by_value(found: list[tuple[int, Match]]) -> Iterator[tuple[int, list[Match]]]:
+    """find_many's matches grouped by the value they are in."""
+    for vi, group in groupby(found, key=itemgetter(0)):
+        yield vi, [m for _, m in group]
 
 
 def mask_free_text(scanner: Scanner | None, styles: dict[str, Style], detector_rules: dict[str, str], key: bytes,

@@ -7,6 +7,7 @@ malformed input, so a hostile client can never turn a decoding bug into a crash.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 
 from .framing import ProtocolViolation
 from .messages import (
@@ -388,7 +389,44 @@ def data_row_spans(buf: bytes | bytearray | memoryview, pos: int = 0) -> tuple[l
     return spans, end
 
 
+def data_row_walk(buf: bytes, columns: tuple[int, ...]) -> tuple[list[int], list[int]]:
+    """Walk a run of DataRows: ``rows`` holds each row's start and end; ``offsets`` holds, per row and per column
+    of ``columns`` in that order, the value's start and end in ``buf`` (-1, -1 for NULL). The C version in
+    ``_datarow`` does the same in one call; this is its specification."""
+    rows: list[int] = []
+    offsets: list[int] = []
+    pos = 0
+    end = len(buf)
+    while pos < end:
+        spans, row_end = data_row_spans(buf, pos)
+        rows += (pos, row_end)
+        for c in columns:
+            if c >= len(spans):
+                raise ProtocolViolation("malformed DataRow message: fewer values than the result has columns")
+            sp = spans[c]
+            offsets += (-1, -1) if sp is None else sp
+        pos = row_end
+    return rows, offsets
+
+
 def data_row(frame: bytes) -> tuple[bytes | None, ...]:
     """The values of one DataRow (None for NULL)."""
     spans, _ = data_row_spans(frame)
     return tuple(None if s is None else frame[s[0] : s[1]] for s in spans)
+
+
+_walk_native: Callable[[bytes, tuple[int, ...]], tuple[list[int], list[int]]] | None
+try:
+    from ._datarow import walk as _walk_native
+except ImportError:  # not built: the Python walk does the work
+    _walk_native = None
+
+
+def walk_rows(buf: bytes, columns: tuple[int, ...]) -> tuple[list[int], list[int]]:
+    """:func:`data_row_walk`, in C when built (a malformed run is a ProtocolViolation either way)."""
+    if _walk_native is None:
+        return data_row_walk(buf, columns)
+    try:
+        return _walk_native(buf, columns)
+    except ValueError as exc:
+        raise ProtocolViolation(f"malformed DataRow message: {exc}") from None

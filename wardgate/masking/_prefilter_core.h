@@ -1,0 +1,222 @@
+/*
+ * The matching core of wardgate.masking._prefilter, shared by the modules that call it (_prefilter.c, _bulk.c).
+ *
+ * scan(p, n, det) answers exactly what wardgate.masking.detectors.Prefilter.may_match answers for p[0..n) and
+ * the built-in detectors whose bits are set in det: see the top of _prefilter.c for how. Everything here is
+ * static, so each module that includes this file gets its own copy (nothing is exported between modules).
+ * Include <Python.h> first (for Py_ssize_t).
+ */
+#ifndef WARDGATE_PREFILTER_CORE_H
+#define WARDGATE_PREFILTER_CORE_H
+
+#include <stdint.h>
+#include <string.h>
+
+/* Detector bits, in the order of BUILTIN_DETECTORS (exported as ORDER). */
+enum {
+    D_PEM = 1u << 0,
+    D_JWT = 1u << 1,
+    D_AWS = 1u << 2,
+    D_GITHUB = 1u << 3,
+    D_STRIPE = 1u << 4,
+    D_SLACK = 1u << 5,
+    D_EMAIL = 1u << 6,
+    D_IBAN = 1u << 7,
+    D_CARD = 1u << 8,
+    D_SSN = 1u << 9,
+    D_PHONE = 1u << 10,
+    D_IPV6 = 1u << 11,
+    D_IPV4 = 1u << 12,
+    D_COUNT = 13,
+    D_ALL = (1u << D_COUNT) - 1,
+    D_DIGIT_RUNS = D_IBAN | D_CARD | D_SSN | D_PHONE | D_IPV4,
+};
+
+/* Byte classes (bit flags), for the checks around a stop. */
+enum {
+    C_DIGIT = 1u << 0,  /* 0-9: "9" in the reference's class translation */
+    C_UPPER = 1u << 1,  /* A-Z: "A" */
+    C_HEX = 1u << 2,    /* 0-9 A-F a-f: an IPv6 group */
+    C_LOCAL = 1u << 3,  /* [A-Za-z0-9._%+'\x80-\xff-]: may end an e-mail local part */
+    C_SP_DASH = 1u << 4, /* [ -]: card and SSN group separators */
+    C_DASH_DOT = 1u << 5, /* [-.]: NANP separators */
+    C_GH = 1u << 6,     /* [pousr]: gh?_ GitHub token prefixes */
+    C_SLACK = 1u << 7,  /* [abpr]: xox?- Slack token prefixes */
+};
+
+/* The tables are constant expressions, so that they are built by the compiler: no initialisation step, nothing
+   written at import, nothing shared that changes. */
+#define IN(b, lo, hi) ((b) >= (lo) && (b) <= (hi))
+#define CLS(b) ( \
+    (IN(b, '0', '9') ? C_DIGIT | C_HEX | C_LOCAL : 0) \
+    | (IN(b, 'A', 'Z') ? C_UPPER | C_LOCAL : 0) \
+    | (IN(b, 'a', 'z') ? C_LOCAL : 0) \
+    | (IN(b, 'A', 'F') || IN(b, 'a', 'f') ? C_HEX : 0) \
+    | ((b) >= 0x80 || (b) == '.' || (b) == '_' || (b) == '%' || (b) == '+' || (b) == '\'' || (b) == '-' \
+       ? C_LOCAL : 0) \
+    | ((b) == ' ' || (b) == '-' ? C_SP_DASH : 0) \
+    | ((b) == '-' || (b) == '.' ? C_DASH_DOT : 0) \
+    | ((b) == 'p' || (b) == 'o' || (b) == 'u' || (b) == 's' || (b) == 'r' ? C_GH : 0) \
+    | ((b) == 'a' || (b) == 'b' || (b) == 'p' || (b) == 'r' ? C_SLACK : 0))
+/* For each byte: the detectors that must look at it (masked with the chosen set per call). The raw triggers stop
+   at one byte each: the J of eyJ, the I of A[KS]IA, the V of PRIVATE KEY, the last _ of gh[pousr]_, github_pat_
+   and k_live_, the - of xox[abpr]-. */
+#define STOP(b) ( \
+    (IN(b, '0', '9') ? D_DIGIT_RUNS : 0) \
+    | ((b) == '@' ? D_EMAIL : 0) \
+    | ((b) == ':' ? D_IPV6 : 0) \
+    | ((b) == 'J' ? D_JWT : 0) \
+    | ((b) == 'I' ? D_AWS : 0) \
+    | ((b) == 'V' ? D_PEM : 0) \
+    | ((b) == '_' ? D_GITHUB | D_STRIPE : 0) \
+    | ((b) == '-' ? D_SLACK : 0))
+#define ROW(F, b) F((b) + 0), F((b) + 1), F((b) + 2), F((b) + 3), F((b) + 4), F((b) + 5), F((b) + 6), F((b) + 7), \
+    F((b) + 8), F((b) + 9), F((b) + 10), F((b) + 11), F((b) + 12), F((b) + 13), F((b) + 14), F((b) + 15)
+#define TABLE(F) ROW(F, 0x00), ROW(F, 0x10), ROW(F, 0x20), ROW(F, 0x30), ROW(F, 0x40), ROW(F, 0x50), \
+    ROW(F, 0x60), ROW(F, 0x70), ROW(F, 0x80), ROW(F, 0x90), ROW(F, 0xA0), ROW(F, 0xB0), ROW(F, 0xC0), \
+    ROW(F, 0xD0), ROW(F, 0xE0), ROW(F, 0xF0)
+
+static const uint8_t cls[256] = {TABLE(CLS)};
+static const uint16_t stops[256] = {TABLE(STOP)};
+
+#define IS(b, flag) (cls[(uint8_t)(b)] & (flag))
+
+/* Are p[a..b] (inclusive) all digits? (a >= 0 is the caller's business.) */
+static inline int
+digits(const uint8_t *p, Py_ssize_t a, Py_ssize_t b)
+{
+    for (Py_ssize_t k = a; k <= b; k++)
+        if (!IS(p[k], C_DIGIT)) return 0;
+    return 1;
+}
+
+/* The class triggers (and E.164's raw "+[1-9]") for the maximal digit run p[s..e). */
+static inline int
+digit_run_triggers(const uint8_t *p, Py_ssize_t n, Py_ssize_t s, Py_ssize_t e, unsigned det)
+{
+    Py_ssize_t len = e - s;
+    uint8_t before = s >= 1 ? p[s - 1] : 0;  /* 0 stands for "nothing": it is in no class below */
+    uint8_t after = e < n ? p[e] : 0;
+    if (det & D_PHONE) {
+        if (before == '+' && p[s] != '0') return 1;  /* raw \+[1-9] */
+        if (len == 3 && before == '(' && after == ')') return 1;  /* class \(999\) */
+        /* class 999[-.]999[-.]9999: this run holds the 9999, the run before it is exactly three digits */
+        if (len >= 4 && s >= 8 && IS(before, C_DASH_DOT) && digits(p, s - 4, s - 2) && IS(p[s - 5], C_DASH_DOT)
+            && digits(p, s - 8, s - 6))
+            return 1;
+    }
+    if (det & D_CARD) {
+        if (len >= 13) return 1;  /* class 9999999999999 */
+        /* class 9999[ -]9{3,6}[ -]999: this run holds the last 999, the run before it is a whole group of 3-6
+           digits between separators, and four digits come before that group's separator */
+        if (len >= 3 && s >= 2 && IS(before, C_SP_DASH) && IS(p[s - 2], C_DIGIT)) {
+            Py_ssize_t ps = s - 2;
+            while (ps > 0 && IS(p[ps - 1], C_DIGIT) && s - 1 - ps < 7) ps--;
+            Py_ssize_t plen = s - 1 - ps;
+            if (plen >= 3 && plen <= 6 && ps >= 5 && IS(p[ps - 1], C_SP_DASH) && digits(p, ps - 5, ps - 2)) return 1;
+        }
+    }
+    if (det & D_SSN) {  /* class 999[ -]99[ -]9999: this run holds the 9999, the one before is exactly two */
+        if (len >= 4 && s >= 7 && IS(before, C_SP_DASH) && digits(p, s - 3, s - 2) && IS(p[s - 4], C_SP_DASH)
+            && digits(p, s - 7, s - 5))
+            return 1;
+    }
+    if (det & D_IBAN) {  /* class AA99[A9]{11} or AA99 [A9]{4} [A9]{4}: this run starts with the check digits */
+        if (len >= 2 && s >= 2 && IS(before, C_UPPER) && IS(p[s - 2], C_UPPER)) {
+            Py_ssize_t q = s + 2, k = q;
+            while (k < n && k - q < 11 && IS(p[k], C_UPPER | C_DIGIT)) k++;
+            if (k - q >= 11) return 1;
+            if (q + 10 <= n && p[q] == ' ' && p[q + 5] == ' ') {
+                int ok = 1;
+                for (Py_ssize_t j = 1; j <= 9 && ok; j++)
+                    if (j != 5 && !IS(p[q + j], C_UPPER | C_DIGIT)) ok = 0;
+                if (ok) return 1;
+            }
+        }
+    }
+    if (det & D_IPV4) {  /* class 9.9. / 9.99. / 9.999.: this run is the middle one */
+        if (len <= 3 && s >= 2 && before == '.' && IS(p[s - 2], C_DIGIT) && after == '.') return 1;
+    }
+    return 0;
+}
+
+/* IPv6's raw trigger from the colon at p[i]: "::" or ":h:h:h:" with 1-4 hex digits per h. */
+static inline int
+ipv6_trigger(const uint8_t *p, Py_ssize_t n, Py_ssize_t i)
+{
+    Py_ssize_t j = i + 1;
+    if (j < n && p[j] == ':') return 1;
+    for (int group = 0; group < 3; group++) {
+        Py_ssize_t h = 0;
+        while (h < 4 && j + h < n && IS(p[j + h], C_HEX)) h++;
+        if (h == 0 || j + h >= n || p[j + h] != ':') return 0;  /* a fifth hex digit is no ':' */
+        j += h + 1;
+    }
+    return 1;
+}
+
+/* Does p[i-k..i) equal the k bytes of lit? */
+static inline int
+ends_with(const uint8_t *p, Py_ssize_t i, const char *lit, Py_ssize_t k)
+{
+    return i >= k && memcmp(p + i - k, lit, (size_t)k) == 0;
+}
+
+/* The whole question for p[0..n) and the detector set det (non-empty, within D_ALL). */
+static int
+scan(const uint8_t *p, Py_ssize_t n, unsigned det)
+{
+    Py_ssize_t i = 0;
+    for (;;) {
+        /* Skip bytes no chosen detector stops at: the hot loop, unrolled by four. */
+        while (i + 4 <= n) {
+            if (stops[p[i]] & det) goto stop;
+            if (stops[p[i + 1]] & det) { i += 1; goto stop; }
+            if (stops[p[i + 2]] & det) { i += 2; goto stop; }
+            if (stops[p[i + 3]] & det) { i += 3; goto stop; }
+            i += 4;
+        }
+        while (i < n && !(stops[p[i]] & det)) i++;
+        if (i >= n) return 0;
+    stop:
+        switch (p[i]) {
+        case '0': case '1': case '2': case '3': case '4': case '5': case '6': case '7': case '8': case '9': {
+            Py_ssize_t e = i + 1;
+            while (e < n && IS(p[e], C_DIGIT)) e++;
+            if (digit_run_triggers(p, n, i, e, det)) return 1;
+            i = e;  /* p[e] is no digit: the loop looks at it next */
+            continue;
+        }
+        case '@':  /* raw @(?<=[A-Za-z0-9._%+'\x80-\xff-]@) */
+            if (i >= 1 && IS(p[i - 1], C_LOCAL)) return 1;
+            break;
+        case ':':
+            if (ipv6_trigger(p, n, i)) return 1;
+            break;
+        case 'J':  /* raw J(?<=eyJ) */
+            if (ends_with(p, i, "ey", 2)) return 1;
+            break;
+        case 'I':  /* raw IA(?<=A[KS]IA) */
+            if (i >= 2 && i + 1 < n && p[i + 1] == 'A' && (p[i - 1] == 'K' || p[i - 1] == 'S') && p[i - 2] == 'A')
+                return 1;
+            break;
+        case 'V':  /* raw PRIVATE KEY */
+            if (i >= 3 && i + 8 <= n && memcmp(p + i - 3, "PRIVATE KEY", 11) == 0) return 1;
+            break;
+        case '_':
+            if ((det & D_GITHUB) && ((i >= 3 && p[i - 3] == 'g' && p[i - 2] == 'h' && IS(p[i - 1], C_GH))
+                                     || ends_with(p, i, "github_pat", 10)))
+                return 1;
+            if ((det & D_STRIPE) && ends_with(p, i, "k_live", 6)) return 1;
+            break;
+        case '-':  /* raw -(?<=xox[abpr]-) */
+            if (i >= 4 && IS(p[i - 1], C_SLACK) && p[i - 2] == 'x' && p[i - 3] == 'o' && p[i - 4] == 'x') return 1;
+            break;
+        default:
+            break;
+        }
+        i++;
+    }
+}
+
+#endif /* WARDGATE_PREFILTER_CORE_H */
