@@ -337,9 +337,13 @@ def sessions_show(config_path: str | None, store_url: str | None, session_id: st
         + (f" ({row['end_reason']})" if row["end_reason"] else "")
     )
     click.echo(f"bytes       {row['bytes_from_client']} from client, {row['bytes_to_client']} to client")
+    if row.get("masking"):
+        m = json.loads(row["masking"])
+        click.echo(f"masking     rules: {', '.join(m['rules']) or '-'}"
+                   + (f"; exempt from: {', '.join(m['exempt'])}" if m["exempt"] else ""))
     click.echo("")
     _table(
-        ["#", "TIME (UTC)", "KIND", "STATUS", "RULE", "RESULT", "MS", "STATEMENT"],
+        ["#", "TIME (UTC)", "KIND", "STATUS", "RULE", "RESULT", "MS", "MASKED", "STATEMENT"],
         [
             [
                 str(s["seq"]),
@@ -360,11 +364,24 @@ def sessions_show(config_path: str | None, store_url: str | None, session_id: st
                     )
                 ),
                 f"{s['duration_ms']:.1f}" if s["duration_ms"] is not None else "-",
+                _masked_summary(s.get("masked")),
                 " ".join((s["text"] or "<unreadable>").split())[:120],
             ]
             for s in stmts
         ],
     )
+
+
+def _masked_summary(masked: str | None) -> str:
+    """``email 3, notes:phone 1``: values masked per column (and detector, when a detector found them)."""
+    if not masked:
+        return "-"
+    parts = []
+    for m in json.loads(masked):
+        column = m["column"].rsplit(".", 1)[-1]
+        what = column if m["detector"] == "column" else f"{column}:{m['detector']}"
+        parts.append(f"{what} {m['values']}")
+    return ", ".join(parts)
 
 
 @main.group()

@@ -279,3 +279,14 @@ def test_a_catalog_that_cannot_be_read_ends_the_session(tmp_path: Path) -> None:
         with psycopg.connect(ADMIN_DSN, autocommit=True) as admin:
             admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db.name)))
             admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(db.role)))
+
+
+def test_sessions_show_lists_what_was_masked(gw: Gateway, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WG_TEST_MASK_KEY", KEY)
+    user = unique("show")
+    with connect(gw, user) as conn:
+        conn.execute("SELECT email, notes FROM m_customers ORDER BY id").fetchall()
+    s, _ = recorded(gw, user)
+    out = gw.cli("sessions", "show", s["id"]).stdout
+    assert "masking     rules: customer-pii" in out
+    assert "email 2, notes:email 2, notes:phone 1" in out
