@@ -19,7 +19,7 @@ from itertools import groupby
 from operator import itemgetter
 from typing import Protocol, cast
 
-from .bulk import candidates, partial_many
+from .bulk import ORDER, UNSURE, candidates, partial_kinds, partial_many, whole_kinds
 from .detectors import Match, Scanner
 from .maskers import Style, mask_matches, mask_text, mask_whole
 from .policy import ColumnName, SessionMasking
@@ -80,7 +80,8 @@ class _Step:
 class ResultPlan:
     """How one result shape is masked. ``steps`` covers only the columns that are not kept as they are."""
 
-    __slots__ = ("columns", "detector_rules", "key", "scanner", "scans", "steps", "styles", "whole", "whole_steps")
+    __slots__ = ("columns", "detector_rules", "key", "partial_kinds", "scanner", "scans", "steps", "styles", "whole",
+                 "whole_steps")
 
     def __init__(self, masking: SessionMasking, columns: Sequence[Column]) -> None:
         self.columns = tuple(columns)
@@ -102,6 +103,10 @@ class ResultPlan:
         self.whole_steps = tuple(s for s in steps if s.action in (Action.WHOLE, Action.NULL))
         self.whole = bool(self.whole_steps)
         self.scans = len(self.whole_steps) < len(self.steps)
+        # per kind (bulk.ORDER): is that detector's style partial here, so that a value that is one such match
+        # can be masked in C (see _whole_values)? Empty when none is.
+        partial = [self.styles.get(name) is Style.PARTIAL for name in ORDER]
+        self.partial_kinds = partial if any(partial) else []
 
     @property
     def idle(self) -> bool:
@@ -166,6 +171,10 @@ class ResultPlan:
             else:
                 assert scanner is not None
                 picked = candidates(buf, starts, ends, scanner.prefilter, st.skip)
+                if picked and action is Action.SCAN and self.partial_kinds:
+                    before = len(picked)
+                    picked = self._whole_values(out, buf, st, picked, starts, ends, counts)
+                    changed = changed or len(picked) < before
                 if not picked:
                     continue
                 values = [buf[starts[r] + st.skip : ends[r]] for r in picked]
@@ -206,6 +215,29 @@ class ResultPlan:
         pieces.append(bytes(view[done:]))
         view.release()
         return b"".join(pieces)
+
+    def _whole_values(self, out: bytearray, buf: bytes, st: _Step, picked: list[int], starts: list[int],
+                      ends: list[int], counts: Counts) -> list[int]:
+        """Values that are one sensitive value each (an e-mail address alone in its field...), recognised in C
+        and masked in place in the partial style; returns the rest, for the scanner."""
+        sp = [starts[r] for r in picked]
+        ep = [ends[r] for r in picked]
+        assert self.scanner is not None
+        kinds = whole_kinds(buf, sp, ep, self.scanner.prefilter, st.skip)
+        if kinds is None:
+            return picked
+        partial = self.partial_kinds
+        for i, k in enumerate(kinds):
+            if k >= 0 and not partial[k]:
+                kinds[i] = UNSURE  # a detector of another style: the scanner's way
+        partial_kinds(out, sp, ep, kinds, st.skip)
+        rest = []
+        for r, k in zip(picked, kinds, strict=True):
+            if k < 0:
+                rest.append(r)
+            else:
+                self._count(counts, st.label, ORDER[k], 1)
+        return rest
 
     @staticmethod
     def _add(counts: Counts, key: tuple[str, str, str], n: int) -> None:
