@@ -9,6 +9,11 @@ code and a user name in those columns instead). Timed, in microseconds per 1,000
 * partial_many: ``bulk.partial_many_py`` against ``_bulk.partial_many`` on the email and card columns (both in
   place: each call gets a fresh copy of the buffer, whose cost, shown apart, is taken out of both figures);
 * candidates: ``bulk.candidates_py`` against ``_bulk.candidates`` on the name column, every built-in detector;
+* whole_kinds: ``bulk.whole_kinds_py`` (the Python scanner, value by value) against ``_bulk.whole_kinds`` on the
+  email and card columns together (2 values a row), every built-in detector; also in nanoseconds per value, and
+  how many values the C recognised;
+* partial_kinds: ``bulk.partial_kinds_py`` against ``_bulk.partial_kinds`` on those values and kinds (in place,
+  the copy taken out as for partial_many);
 * mask_rows: the whole ``ResultPlan.mask_rows`` as the gateway calls it (``pg_masking.ROWS``), with the Python
   fallbacks forced (``bulk._native`` and ``decode._walk_native`` set to None: what runs when the modules are not
   built) and with the C modules. Plans: ``columns+detectors`` (email and card masked whole in the partial style,
@@ -28,7 +33,7 @@ from contextlib import contextmanager
 
 from wardgate.frontends.pg_masking import ROWS
 from wardgate.masking import _bulk, bulk
-from wardgate.masking.detectors import BUILTIN_DETECTORS, Prefilter
+from wardgate.masking.detectors import BUILTIN_DETECTORS, Prefilter, Scanner
 from wardgate.masking.maskers import Style
 from wardgate.masking.policy import ColumnName, ColumnPattern, MaskingPolicy, MaskRule, expand_detectors
 from wardgate.masking.results import Column, Kind, ResultPlan
@@ -118,6 +123,7 @@ def main() -> None:
         print(f"{name:<40} {py:>10.1f} {c:>10.1f} {py / c:>8.1f}x  {note}")
 
     prefilter = Prefilter(BUILTIN_DETECTORS.values())
+    scanner = Scanner(BUILTIN_DETECTORS.values())
     bits = prefilter.native_bits
     print(f"{args.rows} rows; us per 1,000 rows")
     print(f"{'':<40} {'Python':>10} {'C':>10} {'speed-up':>9}")
@@ -158,6 +164,34 @@ def main() -> None:
             raise SystemExit("the C candidates disagrees with candidates_py")
         line("candidates (name)", timed(functools.partial(bulk.candidates_py, buf, starts, ends, prefilter)),
              timed(functools.partial(_bulk.candidates, buf, starts, ends, bits, 0)))
+
+        # whole_kinds over the email and card columns: 2 values a row
+        ws = cols[EMAIL][0] + cols[CARD][0]
+        we = cols[EMAIL][1] + cols[CARD][1]
+        py_kinds = bulk.whole_kinds_py(buf, ws, we, scanner)
+        c_kinds = _bulk.whole_kinds(buf, ws, we, bits, 0)
+        if any(c not in (p, bulk.UNSURE) for p, c in zip(py_kinds, c_kinds, strict=True)):
+            raise SystemExit("the C whole_kinds claims a kind whole_kinds_py does not give")
+        py_us = timed(functools.partial(bulk.whole_kinds_py, buf, ws, we, scanner))
+        c_us = timed(functools.partial(_bulk.whole_kinds, buf, ws, we, bits, 0))
+        known = sum(k >= 0 for k in c_kinds)
+        line("whole_kinds (email + card)", py_us, c_us,
+             f"({py_us / 2:.0f} and {c_us / 2:.1f} ns a value; C knew {known} of {len(ws)}, "
+             f"Python {sum(k >= 0 for k in py_kinds)})")
+        py_out, c_out = bytearray(buf), bytearray(buf)
+        bulk.partial_kinds_py(py_out, ws, we, c_kinds)
+        _bulk.partial_kinds(c_out, ws, we, c_kinds, 0)
+        if py_out != c_out:
+            raise SystemExit("the C partial_kinds disagrees with partial_kinds_py")
+
+        def kinds_py(buf: bytes = buf, ws: list[int] = ws, we: list[int] = we, kinds: list[int] = c_kinds) -> None:
+            bulk.partial_kinds_py(bytearray(buf), ws, we, kinds)
+
+        def kinds_c(buf: bytes = buf, ws: list[int] = ws, we: list[int] = we, kinds: list[int] = c_kinds) -> None:
+            _bulk.partial_kinds(bytearray(buf), ws, we, kinds, 0)
+
+        line("partial_kinds (email + card)", timed(kinds_py) - copy, timed(kinds_c) - copy,
+             f"(a copy of the buffer, {copy:.1f} us, taken out)")
 
         for label, plan in plans().items():
             native_out = plan.mask_rows(buf, ROWS, {})

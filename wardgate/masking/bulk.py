@@ -87,7 +87,7 @@ def partial_kinds_py(buf: bytearray, starts: Sequence[int], ends: Sequence[int],
     """Mask each value (after ``skip`` bytes) whole, in place, in the partial style of detector ``ORDER[kind]``
     (:data:`maskers.PARTIAL`, first and last character for the others); values of kind < 0 are left alone."""
     for s, e, k in zip(starts, ends, kinds, strict=True):
-        if s < 0 or k < 0:
+        if s < 0 or k < 0 or e - s < skip:
             continue
         masked = PARTIAL.get(ORDER[k], keep_ends)(bytes(buf[s + skip : e]))
         assert len(masked) == e - s - skip

@@ -282,7 +282,7 @@ class ResultPlan:
 
 #: Bytes that end any built-in match's neighbour on their own: a match between two of these (or the ends of its
 #: value) cannot, once masked, change what the built-in detectors find around it, so no second scan is needed.
-_SEPARATORS = frozenset(b" \t\r\n,;\"()[]{}<>|=!?&*/")
+_SEPARATORS = frozenset(b" \t\r\n,;\")[]{}<>|=!?&*/")  # not "(": a phone number may start with one
 
 
 def _glued(value: bytes, m: Match) -> bool:
