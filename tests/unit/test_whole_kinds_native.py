@@ -2,11 +2,12 @@
 
 ``whole_kinds`` has a one-sided contract with :func:`wardgate.masking.bulk.whole_kinds_py`: for every value its
 answer is the Python answer or UNSURE (-2), never another kind. Property tests hold it to that on values built
-from realistic pieces (e-mail addresses of many shapes and their edge cases, card numbers of every network, valid
-and not, contiguous and grouped, phone numbers of every regex branch and near misses, SSNs, IPv4 addresses), on
-random bytes and on concatenations, for random sets of detectors, and for scanners that list the detectors in
-another order than ORDER (the gateway builds its scanner in the order of the policy's rules). Being right by
-saying UNSURE always is useless, so a coverage test requires the kind for at least 99% of ordinary values.
+from realistic pieces (e-mail addresses of many shapes and their edge cases, ASCII and UTF-8, card numbers of every
+network, valid and not, contiguous and grouped, phone numbers of every regex branch and near misses, SSNs, IPv4
+addresses), on random bytes and on concatenations, for random sets of detectors, and for scanners that list the
+detectors in another order than ORDER (the gateway builds its scanner in the order of the policy's rules). Being
+right by saying UNSURE always is useless, so coverage tests require the kind for at least 99% of ordinary values
+and of accented e-mail addresses.
 
 ``partial_kinds`` must equal :func:`wardgate.masking.bulk.partial_kinds_py` byte for byte.
 """
@@ -241,15 +242,69 @@ def emails(draw: st.DrawFn) -> bytes:
     return (local + "@" + domain).encode()
 
 
+# UTF-8 in addresses: characters of 2, 3 and 4 bytes, bytes of invalid UTF-8 (stray continuation bytes, cut
+# sequences, bytes never in UTF-8), and the ASCII pieces that other detectors start or end with next to them.
+U2 = ["é", "ë", "ü", "ö", "ß", "ñ", "ø", "å", "ç", "ł", "ő", "ж", "я", "ά", "ש"]
+U3 = ["中", "文", "例", "え", "€", "\uff41", "한", "ท", "\u2028", "\ufeff"]
+U4 = ["😀", "\U0001d518", "𐍈", "🇩"]
+UCHARS = [c.encode() for c in U2 + U3 + U4]
+BAD_UTF8 = [b"\x80", b"\xbf", b"\xc3", b"\xe2\x82", b"\xf0\x9f\x98", b"\xff", b"\xfe", b"\xc0\xaf", b"\xed\xa0\x80"]
+HIGH = UCHARS + BAD_UTF8
+LOCAL_ASCII = [c.encode() for c in ALNUM + "._%+'-"] + [
+    b"1", b"12", b"1990", b"4111111111111111", b"5555555555554444", b"378282246310005", b"15551234567",
+    b"+15551234567", b"+1", b"555-123-4567", b"123-45-6789", b"1.2.3.4", b"192.168.1.1", b"DE89370400440532013000",
+    b"DE89", b"zoe", b"muller", b"jose", b"o'brien", b"x", b"_", b"2x", b"eyJab.cd.ef", b"AKIAIOSFODNN7EXAMPLE"]
+LABEL_ASCII = [c.encode() for c in ALNUM + "-"] + [b"1", b"123", b"4111111111111111", b"1-800", b"555-123-4567",
+                                                    b"2x", b"DE89", b"xn--", b"mller-kva", b"exmple"]
+IDN_LABELS = [s.encode() for s in ["exämple", "münchen", "bücher", "例え", "日本", "москва", "xn--mller-kva", "zürich",
+                                   "ñandú", "straße", "a", "mail", "b-ü", "ü-b", "-ü", "ü-", "ä1", "1ä", "2ä", "ǆ"]]
+TLDS = [b"com", b"de", b"es", b"io", b"c", b"xn--p1ai", b"xn--", b"museum", b"COM", b"x1",
+        # non-ASCII top-level domains: no e-mail TLD for the regex
+        "рф".encode(), "中国".encode(), "dé".encode(), "comé".encode(), "é".encode(), b"co\x80", b"\xff",
+        "xn--é".encode(), "example.コム".encode()]
+
+
+@st.composite
+def utf8_emails(draw: st.DrawFn) -> bytes:
+    """Addresses with UTF-8 (and invalid UTF-8) in the local part and the domain, and near misses."""
+    high = st.sampled_from(HIGH)
+    local = b"".join(draw(st.lists(st.one_of(high, high, st.sampled_from(LOCAL_ASCII)), min_size=1, max_size=8)))
+    if draw(st.integers(0, 3)) == 0:
+        local = draw(st.sampled_from([b"zo\xc3\xab", "josé".encode(), "renée.o'brien".encode(), "élodie".encode(),
+                                      "ß".encode(), "中文".encode(), "😀".encode(), b"\x80a", b"a\xc3"]))
+    labels = []
+    for _ in range(draw(st.integers(1, 3))):
+        if draw(st.booleans()):
+            labels.append(draw(st.sampled_from(IDN_LABELS)))
+        else:
+            labels.append(b"".join(draw(st.lists(st.one_of(high, st.sampled_from(LABEL_ASCII)), min_size=1,
+                                                 max_size=5))))
+    if draw(st.integers(0, 9)) == 0:  # label lengths in bytes: 63 is the most
+        labels.append(draw(st.sampled_from([b"", "é".encode() * 31, "é".encode() * 32, b"a" * 61 + "é".encode(),
+                                            b"a" * 62 + "é".encode()])))
+    tld = draw(st.sampled_from(TLDS) | st.text(alphabet=LETTERS, min_size=1, max_size=4).map(str.encode))
+    value = local + b"@" + b".".join([*labels, tld])
+    edge = draw(st.integers(0, 7))
+    if edge == 0:
+        value = draw(high) + value
+    elif edge == 1:
+        value += draw(high)
+    elif edge == 2:
+        value += draw(st.sampled_from([b".", b"-", b"@", b".x", b"1", b" ", b"\\", b"\\n", b"\x00"]))
+    elif edge == 3:
+        value = draw(st.sampled_from([b" ", b".", b"+", b"\\u00e9", b"\\n", b"1", b"@", b"\t"])) + value
+    return value
+
+
 SAMPLES = [b"jane@example.com", b"4111 1111 1111 1111", b"4111111111111111", b"5555555555554444",
            b"3782 822463 10005", b"+1 555 123 4567", b"555-123-4567", b"(555) 123-4567", b"123-45-6789",
            b"192.168.1.10", b"DE89 3704 0044 0532 0130 00", b"DE89370400440532013000", b"2001:db8::1",
            b"eyJhbGciOi.eyJzdWIi.sig", b"AKIAIOSFODNN7EXAMPLE", b"-----BEGIN PRIVATE KEY-----\nMIIB\n-----END "
            b"PRIVATE KEY-----", b"Ada Lovelace", b"ghp_" + b"a" * 36, b"xoxb-1234567890", b"sk_live_1234567890"]
 GLUE = [b"", b" ", b", ", b"\n", b".", b"-", b"@", b"x", b"1", b"+", b"\\n", b"\t", "é".encode(), b"(", b")", b":",
-        b"/", b"_", b"'"]
+        b"/", b"_", b"'", "ü".encode(), "中".encode(), "😀".encode(), b"\xff", b"\x80"]
 
-atoms = st.one_of(emails(), cards(), phones(), ssns(), ipv4s(), st.sampled_from(SAMPLES))
+atoms = st.one_of(emails(), utf8_emails(), cards(), phones(), ssns(), ipv4s(), st.sampled_from(SAMPLES))
 glued = st.lists(st.one_of(atoms, st.sampled_from(GLUE)), min_size=2, max_size=4).map(b"".join)
 values = st.one_of(
     atoms, atoms, atoms, glued,
@@ -303,12 +358,24 @@ def test_contract_any_detectors_in_any_order(vals: list[bytes], bits: int, seed:
 
 
 @MANY
-@given(st.lists(st.one_of(emails(), emails(), glued), min_size=1, max_size=6))
+@given(st.lists(st.one_of(emails(), emails(), utf8_emails(), glued), min_size=1, max_size=6))
 def test_contract_emails_with_each_detector_before_them(vals: list[bytes]) -> None:
     """A detector put before e-mail in the scanner wins where it matches right after the @."""
     for other in ORDER:
         if other != "email":
             check(vals, bit("email", other), ("reversed",))
+
+
+@MANY
+@given(st.lists(st.one_of(utf8_emails(), utf8_emails(), glued), min_size=1, max_size=6), bit_sets,
+       st.integers(0, 15))
+@example([b"zo\xc3\xab.m\xc3\xbcller12@ex\xc3\xa4mple.de", "josé@correo.es".encode()], ALL, 0)
+@example(["é4111111111111111é@x.com".encode(), "x@4111111111111111ä.com".encode()], bit("email", "credit_card"), 0)
+@example(["a@b.рф".encode(), "a@b.comé".encode(), "a@b.com.é".encode(), b"\x80a@x.com"], ALL, 0)
+def test_contract_utf8_emails_in_any_order(vals: list[bytes], bits: int, seed: int) -> None:
+    """UTF-8 (valid or not) in local parts and domains, with the detectors in ORDER, reversed and shuffled: a byte
+    >= 0x80 is a boundary for the other detectors, so a number may start right after one or end right before one."""
+    check(vals, bits, ("ORDER", "reversed", f"seed:{seed}"))
 
 
 # --- coverage: the point of the C code ------------------------------------------------------------------------
@@ -339,6 +406,41 @@ def ordinary_emails(n: int) -> list[bytes]:
                  else f"{first}+{rng.choice(['news', 'shop', 'work'])}" if shape == 6 else f"{last}-{first}")
         out.append(f"{local}@{rng.choice(MAIL_DOMAINS)}".encode())
     return out
+
+
+ACCENTED_FIRST = ["zoë", "josé", "renée", "élodie", "jürgen", "søren", "françois", "łukasz", "núria", "åsa",
+                  "björn", "noémie", "andré", "ğülşen", "zoë", "mária", "jiří", "chloé", "anna", "ben"]
+ACCENTED_LAST = ["müller", "o'brien", "garcía", "dubois", "ñúñez", "østergård", "kovač", "weiß", "smith", "rossi",
+                 "lefèvre", "doğan", "novák", "van-dijk"]
+IDN_DOMAINS = ["exämple.de", "correo.es", "example.com", "münchen.de", "bücher.example", "gmail.com", "例え.jp",
+               "straße.de", "zürich.ch", "xn--mller-kva.de", "mail.exämple.co.uk", "web.de"]
+
+
+def accented_emails(n: int) -> list[bytes]:
+    """Addresses like those of the benchmark data: accented local parts, IDN domains in Unicode form."""
+    rng = random.Random(12)
+    out = []
+    for i in range(n):
+        first, last = rng.choice(ACCENTED_FIRST), rng.choice(ACCENTED_LAST)
+        shape = rng.randrange(6)
+        local = (f"{first}.{last}{i}" if shape < 2 else f"{first}{i}" if shape == 2 else
+                 f"{first}_{last}{rng.randrange(1950, 2010)}" if shape == 3 else
+                 f"{first}+{rng.choice(['news', 'shop', 'work'])}" if shape == 4 else f"{last}-{first}")
+        domain = rng.choice(IDN_DOMAINS)
+        out.append(f"{local}@{domain}".encode())
+    return [b"zo\xc3\xab.m\xc3\xbcller12@ex\xc3\xa4mple.de", "josé7@correo.es".encode(),
+            "renée.o'brien3@example.com".encode(), *out[3:]]
+
+
+def test_coverage_of_accented_emails(capsys: pytest.CaptureFixture[str]) -> None:
+    mails = accented_emails(1000)
+    got = check(mails, ALL, ("ORDER", "reversed"))
+    want = whole_kinds_py(*layout(mails), scanner(ALL))
+    assert set(want) == {EMAIL}, [v for v, w in zip(mails, want, strict=True) if w != EMAIL]
+    known = sum(g == EMAIL for g in got)
+    with capsys.disabled():
+        print(f"\nwhole_kinds coverage of accented e-mail addresses: {known}/{len(got)} = {known / len(got):.1%}")
+    assert known >= 990, [v.decode() for v, g in zip(mails, got, strict=True) if g == UNSURE][:20]
 
 
 def test_coverage_of_ordinary_values(capsys: pytest.CaptureFixture[str]) -> None:
@@ -372,13 +474,40 @@ def test_each_kind_needs_its_bit(value: bytes, kind: str) -> None:
 
 def test_deliberately_unsure() -> None:
     """Shapes the Python scanner (in ORDER) finds whole that the C leaves to it: a digit run followed by
-    punctuation in a local part (an IPv4 address or a card could end there), a domain that a number detector could
-    start (it would win in a scanner that lists it before e-mail), non-ASCII, and a JSON escape."""
+    punctuation or a byte >= 0x80 in a local part, after a boundary (an IPv4 address or a card could end there), a
+    domain that a number detector could start (it would win in a scanner that lists it before e-mail; digits before
+    a byte >= 0x80 too), and a JSON escape."""
     cases = [b"1.2.3.4@x.com", b"john.1990.x@x.com", b"x@1-800-flowers.com", b"x@1.2.3.com", b"zo\\u00eb@x.org",
-             "zoë@x.org".encode(), b"a.DE89xyz@x.com"]
+             b"a.DE89xyz@x.com", "zoë.1990é@x.org".encode(), "é1ü@x.org".encode(), "1ü@x.org".encode(),
+             "x@4111111111111111ä.com".encode(), "x@1ä.com".encode(), "é+1ü@x.org".encode(), "zoë.müller"
+             "\\u00e9@x.org".encode()]
     buf, starts, ends = layout(cases)
     assert UNSURE not in whole_kinds_py(buf, starts, ends, scanner(ALL))
     assert _bulk.whole_kinds(buf, starts, ends, ALL, 0) == [UNSURE] * len(cases)
+
+
+@pytest.mark.parametrize(
+    ("value", "kind"),
+    [("zoë@x.org", EMAIL), ("zoë.müller12@exämple.de", EMAIL), ("josé@correo.es", EMAIL), ("élodie@x.com", EMAIL),
+     ("renée.o'brien@example.com", EMAIL), ("中文@例え.jp", EMAIL), ("😀@x.com", EMAIL), ("a@b.xn--p1ai", EMAIL),
+     ("ü4111111111111111@x.com", EMAIL), ("é+15551234567@x.com", EMAIL), ("a@ü-b.de", EMAIL), ("a@1ab.de", EMAIL),
+     ("a@é.com", EMAIL), ("a@" + "é" * 31 + ".com", EMAIL), ("zoë_1990@x.org", EMAIL), ("zoë1990@x.org", EMAIL),
+     # not addresses whole: a non-ASCII top-level domain, or a byte >= 0x80 after the address (the match ends
+     # before it); a card ends right before the é; a label of 64 bytes; a hyphen at a label's edge
+     ("a@b.рф", UNSURE), ("a@b.dé", UNSURE), ("a@b.comé", UNSURE), ("a@b.com.é", UNSURE),
+     ("é4111111111111111é@x.com", UNSURE), ("a@" + "é" * 32 + ".com", UNSURE), ("a@ü-.de", UNSURE),
+     ("a@-ü.de", UNSURE), ("zoë @x.org", UNSURE), ("zoë@x.org\\n", UNSURE)],
+)
+def test_utf8_emails(value: str, kind: int) -> None:
+    assert check([value.encode()], ALL, ("ORDER", "reversed")) == [kind]
+
+
+def test_utf8_at_the_edges_of_a_value() -> None:
+    """The scanner takes a local part that starts with a byte >= 0x80 (no punctuation to trim, no escape before
+    it), valid UTF-8 or not; an address never ends with one (the top-level domain is ASCII)."""
+    cases = ["élodie@x.com".encode(), b"\x80a@x.com", b"\xc3@x.com", b"\xffzoe@x.com", b"a@x.com\xc3\xa9",
+             b"a@x.com\x80", b"a@x.\xc3\xa9"]
+    assert check(cases, ALL) == [EMAIL] * 4 + [UNSURE] * 3
 
 
 def test_nulls_skip_and_short_values() -> None:

@@ -407,7 +407,17 @@ out:
  *     in the scanner's order would win there): the domain does not start with two capitals and two digits or
  *     with digits followed by "-", by "." and a digit, or (13 or more) by ".".
  *
- * Everything else, and any value with a byte outside printable ASCII or a backslash (JSON escapes), is UNSURE.
+ * UTF-8 in e-mail addresses (RFC 6531 local parts, IDN domains): the local-part run and the domain labels take
+ * any byte 0x80-0xFF as the regexes do (_LOCAL_RUN, _LABEL_CHAR), valid UTF-8 or not; the top-level domain must
+ * be ASCII (is_tld), so the value ends on an ASCII byte. A byte >= 0x80 is no word byte, so it is a boundary of
+ * the scanner like the local part's punctuation: a branch may start right after it, and a number the
+ * branches match may end right before it (their lookaheads refuse only ASCII word bytes, "@" and ".digit"). So
+ * in the local part it counts as punctuation for both checks (a digit run after it, a digit run before it), and
+ * right after the @ a digit run followed by one may be a number (number_may_start). A local part may start
+ * with one (the scanner takes it: no punctuation to trim, no escape before it).
+ *
+ * Everything else is UNSURE: any other kind with a byte outside printable ASCII, a backslash (JSON escapes)
+ * anywhere, a byte outside the e-mail classes (space, control bytes, ! # $ ...) in an address.
  */
 
 #define UNSURE (-2)
@@ -422,6 +432,12 @@ enum { K_EMAIL = 6, K_CARD = 8, K_SSN = 9, K_PHONE = 10, K_IPV4 = 12 };
 /* The bytes of a local part that are no word bytes: the scanner's boundaries inside it, and what _local_start
    trims from its start. */
 #define IS_LOCAL_PUNCT(b) ((b) == '.' || (b) == '%' || (b) == '+' || (b) == '\'' || (b) == '-')
+/* A byte of UTF-8 (or of invalid UTF-8): in local parts and domain labels, and a boundary of the scanner. */
+#define IS_HIGH(b) ((b) >= 0x80)
+/* The bytes of a local part after which a branch may start, and before which a number match may end. */
+#define IS_LOCAL_BREAK(b) (IS_LOCAL_PUNCT(b) || IS_HIGH(b))
+/* _LABEL_CHAR: [A-Za-z0-9\x80-\xff]. */
+#define IS_LABEL(b) (IS_ALNUM(b) || IS_HIGH(b))
 
 /* The digit run from v[i]: its end. */
 static inline Py_ssize_t
@@ -591,12 +607,13 @@ is_ipv4(const uint8_t *v, Py_ssize_t n)
 }
 
 /* Could a number branch (card, SSN, phone, IPv4) match from d[0], where a run of k >= 1 digits starts, in a
-   domain (letters, digits, "-" and "." only)? A run followed by a letter ends no number. */
+   domain (letters, digits, bytes >= 0x80, "-" and "." only)? A run followed by a letter ends no number; one
+   followed by a byte >= 0x80 may (the branches' lookaheads let it through: x@4111111111111111\xc3\xa4.com). */
 static inline int
 number_may_start(const uint8_t *d, Py_ssize_t dn, Py_ssize_t k)
 {
     if (k >= dn) return 1;
-    if (d[k] == '-') return 1;
+    if (d[k] == '-' || IS_HIGH(d[k])) return 1;
     if (d[k] == '.') return k >= 13 || (k + 1 < dn && IS_DIGIT(d[k + 1]));
     return 0;
 }
@@ -606,20 +623,22 @@ static int
 is_email(const uint8_t *v, Py_ssize_t n, Py_ssize_t at, unsigned det)
 {
     if (at < 1 || at > 128 || IS_LOCAL_PUNCT(v[0])) return 0;
-    /* the local part: the whole run before the @; no other branch may start after a boundary in it */
+    /* the local part: the whole run before the @; no other branch may start after a boundary in it (its
+       punctuation and its bytes >= 0x80) */
     for (Py_ssize_t j = 0; j < at; j++) {
         uint8_t b = v[j];
-        if (!(IS_ALNUM(b) || b == '_' || IS_LOCAL_PUNCT(b))) return 0;
-        if (j > 0 && !IS_LOCAL_PUNCT(v[j - 1])) continue;
+        if (!(IS_ALNUM(b) || b == '_' || IS_LOCAL_BREAK(b))) return 0;
+        if (j > 0 && !IS_LOCAL_BREAK(v[j - 1])) continue;
         if (IS_DIGIT(b)) {
             Py_ssize_t r = digit_run(v, at, j);
-            if (r < at && IS_LOCAL_PUNCT(v[r])) return 0;
+            if (r < at && IS_LOCAL_BREAK(v[r])) return 0;
         }
         else if (IS_UPPER(b) && j + 3 < at && IS_UPPER(v[j + 1]) && IS_DIGIT(v[j + 2]) && IS_DIGIT(v[j + 3])) {
             return 0;  /* an IBAN could start here */
         }
     }
-    /* the domain: labels of 1-63 letters, digits and inner hyphens, then a top-level domain, to the end */
+    /* the domain: labels of 1-63 bytes (letters, digits, bytes >= 0x80 and inner hyphens), then an ASCII
+       top-level domain, to the end */
     const uint8_t *d = v + at + 1;
     Py_ssize_t dn = n - at - 1, ls = 0, labels = 0;
     for (;;) {
@@ -627,9 +646,9 @@ is_email(const uint8_t *v, Py_ssize_t n, Py_ssize_t at, unsigned det)
         while (le < dn && d[le] != '.') le++;
         if (le == dn) break;  /* d[ls..dn) is the last label */
         Py_ssize_t len = le - ls;
-        if (len < 1 || len > 63 || !IS_ALNUM(d[ls]) || !IS_ALNUM(d[le - 1])) return 0;
+        if (len < 1 || len > 63 || !IS_LABEL(d[ls]) || !IS_LABEL(d[le - 1])) return 0;
         for (Py_ssize_t k = ls + 1; k < le - 1; k++)
-            if (!IS_ALNUM(d[k]) && d[k] != '-') return 0;
+            if (!IS_LABEL(d[k]) && d[k] != '-') return 0;
         labels++;
         ls = le + 1;
     }
@@ -692,9 +711,9 @@ PyDoc_STRVAR(whole_kinds_doc,
 "bulk.whole_kinds_py in C, or UNSURE (-2) where it is not sure: for each value buf[starts[i] + skip : ends[i]]\n"
 "(starts[i] < 0: NULL, -2), k when the scanner over the built-in detectors whose bits are set in detectors finds\n"
 "exactly one match, the whole value, of detector ORDER[k]; -2 otherwise or when unsure. Recognises e-mail\n"
-"addresses, card, SSN and phone numbers and IPv4 addresses of printable ASCII alone in their value. Raises\n"
-"ValueError when a value is not within buf, the lists differ in length, skip < 0 or detectors has a bit beyond\n"
-"the built-in detectors.");
+"addresses (ASCII or UTF-8), card, SSN and phone numbers and IPv4 addresses of printable ASCII alone in their\n"
+"value. Raises ValueError when a value is not within buf, the lists differ in length, skip < 0 or detectors\n"
+"has a bit beyond the built-in detectors.");
 
 static PyObject *
 whole_kinds(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
