@@ -12,10 +12,11 @@ How values are laid out in a row is the caller's (``RowCodec``): this module kno
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from enum import Enum
-from itertools import groupby
+from itertools import compress, groupby
 from operator import itemgetter
 from typing import Protocol, cast
 
@@ -227,17 +228,14 @@ class ResultPlan:
         if kinds is None:
             return picked
         partial = self.partial_kinds
-        for i, k in enumerate(kinds):
-            if k >= 0 and not partial[k]:
-                kinds[i] = UNSURE  # a detector of another style: the scanner's way
+        if not all(partial):
+            # a detector of another style: the scanner's way
+            kinds = [k if k >= 0 and partial[k] else UNSURE for k in kinds]
         partial_kinds(out, sp, ep, kinds, st.skip)
-        rest = []
-        for r, k in zip(picked, kinds, strict=True):
-            if k < 0:
-                rest.append(r)
-            else:
-                self._count(counts, st.label, ORDER[k], 1)
-        return rest
+        for k, n in Counter(kinds).items():
+            if k >= 0:
+                self._count(counts, st.label, ORDER[k], n)
+        return list(compress(picked, map(UNSURE.__eq__, kinds)))
 
     @staticmethod
     def _add(counts: Counts, key: tuple[str, str, str], n: int) -> None:
