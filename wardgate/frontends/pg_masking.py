@@ -56,6 +56,7 @@ class SessionMasker:
         self.masking = masking
         self.catalog = catalog
         self.plans: dict[bytes, ResultPlan | None] = {}
+        self.oids: dict[bytes, frozenset[int]] = {}  # the tables a RowDescription names (its bytes -> OIDs)
         # binary COPY cannot change the length of a field: every detector is masked in the partial style there
         self.copy_binary_styles = dict.fromkeys(masking.styles, Style.PARTIAL)
 
@@ -66,7 +67,13 @@ class SessionMasker:
         (only rules that mark columns need them)."""
         if not self.masking.has_columns:
             return
-        oids = {f.table_oid for f in decode.row_description(frame) if f.table_oid}
+        oids = self.oids.get(frame)
+        if oids is None:
+            if len(self.oids) >= _PLAN_CACHE:
+                self.oids.clear()
+            oids = self.oids[frame] = frozenset(f.table_oid for f in decode.row_description(frame) if f.table_oid)
+        if not oids:
+            return
         missing = self.catalog.missing(oids)
         if missing:
             raise NeedCatalog(missing)
