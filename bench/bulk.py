@@ -27,9 +27,13 @@ from __future__ import annotations
 import argparse
 import functools
 import random
-import time
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from prefilter import best  # one timing loop for the micro-benchmarks
 
 from wardgate.frontends.pg_masking import ROWS
 from wardgate.masking import _bulk, bulk
@@ -62,22 +66,6 @@ def rows(n: int, pii: bool) -> bytes:
         out.append(data_row([str(i).encode(), f"{first} {last}".encode(), email, card, amount]))
     return b"".join(out)
 
-
-def best(fn: Callable[[], object], repeat: int, seconds: float) -> float:
-    """Seconds per call: the best of ``repeat`` loops, each the mean over about ``seconds``."""
-    start = time.perf_counter()
-    n = 0
-    while time.perf_counter() - start < seconds / 10 or n < 3:  # calibrate the loop length
-        fn()
-        n += 1
-    loops = max(3, int(n * 10))
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        for _ in range(loops):
-            fn()
-        times.append((time.perf_counter() - t0) / loops)
-    return min(times)
 
 
 @contextmanager

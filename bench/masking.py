@@ -40,7 +40,7 @@ from pathlib import Path
 import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run import Target, Workload, drop_database, run_pgbench, setup_database, start_wardgate
+from run import Target, Workload, drop_database, run_interleaved, setup_database, start_wardgate
 
 from wardgate.masking import Scanner
 from wardgate.masking.detectors import luhn
@@ -228,15 +228,7 @@ def main() -> None:
             targets.append(t)
         by_name = {t.name: t for t in targets}
         guard(by_name[DIRECT], by_name[OFF], [by_name[ON], by_name[DETECT]], customers)
-        results: dict[tuple[str, str], list[dict[str, float]]] = {}
-        rnd = random.Random(1)
-        for rep in range(args.reps):
-            for w in workloads:
-                order = targets[:]
-                rnd.shuffle(order)
-                for t in order:
-                    results.setdefault((w.name, t.name), []).append(run_pgbench(t, w, args.seconds, work))
-            print(f"repetition {rep + 1}/{args.reps} done", file=sys.stderr)
+        results = run_interleaved(targets, workloads, args.reps, args.seconds, work)
         # the gateways must still be masking after the run
         guard(by_name[DIRECT], by_name[OFF], [by_name[ON], by_name[DETECT]], customers)
         for p in procs:

@@ -130,6 +130,22 @@ def run_pgbench(t: Target, w: Workload, seconds: int, workdir: Path) -> dict[str
     return {"tps": tps, "latency_ms": lat, "cpu_us_per_tx": (cpu1 - cpu0) / tx * 1e6 if t.pid else 0.0}
 
 
+def run_interleaved(targets: list[Target], workloads: list[Workload], reps: int, seconds: int,
+                    work: Path) -> dict[tuple[str, str], list[dict[str, float]]]:
+    """Every workload against every target, in a shuffled order per repetition, so that drift in the machine
+    affects all targets alike: (workload, target) -> one result per repetition."""
+    results: dict[tuple[str, str], list[dict[str, float]]] = {}
+    rnd = random.Random(1)
+    for rep in range(reps):
+        for w in workloads:
+            order = targets[:]
+            rnd.shuffle(order)
+            for t in order:
+                results.setdefault((w.name, t.name), []).append(run_pgbench(t, w, seconds, work))
+        print(f"repetition {rep + 1}/{reps} done", file=sys.stderr)
+    return results
+
+
 def setup_database(scale: int) -> tuple[str, str]:
     db, role = f"wg_bench_{secrets.token_hex(3)}", f"wg_bench_{secrets.token_hex(3)}"
     with psycopg.connect(ADMIN, autocommit=True) as admin:
@@ -243,15 +259,7 @@ def main() -> None:
                                          {"builtin": False, "unparsed": "allow"})
             procs.append(np_proc)
             targets.append(np)
-        results: dict[tuple[str, str], list[dict[str, float]]] = {}
-        rnd = random.Random(1)
-        for rep in range(args.reps):
-            for w in workloads:
-                order = targets[:]
-                rnd.shuffle(order)
-                for t in order:
-                    results.setdefault((w.name, t.name), []).append(run_pgbench(t, w, args.seconds, work))
-            print(f"repetition {rep + 1}/{args.reps} done", file=sys.stderr)
+        results = run_interleaved(targets, workloads, args.reps, args.seconds, work)
         report(results, workloads, args)
     finally:
         for p in procs:
