@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ..catalog import Catalog
+from ..masking.detectors import Prefilter
 from ..masking.maskers import Style
 from ..masking.policy import ColumnName, SessionMasking
 from ..masking.results import Column, Counts, Kind, ResultPlan, mask_free_text
@@ -40,6 +41,10 @@ class _Rows:
     @staticmethod
     def walk(buf: bytes, columns: tuple[int, ...]) -> tuple[list[int], list[int]]:
         return decode.walk_rows(buf, columns)
+
+    @staticmethod
+    def may_match(buf: bytes, columns: tuple[int, ...], skips: tuple[int, ...], prefilter: Prefilter) -> bool:
+        return decode.rows_may_match(buf, columns, skips, prefilter.native_bits, prefilter.may_match)
 
     @staticmethod
     def encode(values: Sequence[bytes | None]) -> bytes:

@@ -90,39 +90,37 @@ digits(const uint8_t *p, Py_ssize_t a, Py_ssize_t b)
     return 1;
 }
 
-/* The class triggers (and E.164's raw "+[1-9]") for the maximal digit run p[s..e). */
+/* For each byte: the detectors with a class trigger that a digit run preceded by that byte may complete (besides
+   the thirteen digits of a card, which any byte may precede). A run after any other byte (a letter, "_", a length
+   header) is cleared with one lookup: most runs in ordinary values. */
+#define LEAD(b) ( \
+    ((b) == '+' || (b) == '(' ? D_PHONE : 0) \
+    | ((b) == '-' ? D_PHONE | D_CARD | D_SSN : 0) \
+    | ((b) == '.' ? D_PHONE | D_IPV4 : 0) \
+    | ((b) == ' ' ? D_CARD | D_SSN : 0) \
+    | (IN(b, 'A', 'Z') ? D_IBAN : 0))
+static const uint16_t leads[256] = {TABLE(LEAD)};
+
+/* The class triggers (and E.164's raw "+[1-9]") for the maximal digit run p[s..e).
+
+   The grouped shapes (NANP 999[-.]999[-.]9999, cards 9999[ -]9{3,6}[ -]999, SSN 999[ -]99[ -]9999) all end in
+   this run after a separator, with a whole group of digits before that separator and another separator before
+   the group; so the group's length g and the byte c2 before it are found once, and each shape is a comparison on
+   them plus the digits before c2. */
 static inline int
 digit_run_triggers(const uint8_t *p, Py_ssize_t n, Py_ssize_t s, Py_ssize_t e, unsigned det)
 {
     Py_ssize_t len = e - s;
-    uint8_t before = s >= 1 ? p[s - 1] : 0;  /* 0 stands for "nothing": it is in no class below */
-    uint8_t after = e < n ? p[e] : 0;
-    if (det & D_PHONE) {
-        if (before == '+' && p[s] != '0') return 1;  /* raw \+[1-9] */
-        if (len == 3 && before == '(' && after == ')') return 1;  /* class \(999\) */
-        /* class 999[-.]999[-.]9999: this run holds the 9999, the run before it is exactly three digits */
-        if (len >= 4 && s >= 8 && IS(before, C_DASH_DOT) && digits(p, s - 4, s - 2) && IS(p[s - 5], C_DASH_DOT)
-            && digits(p, s - 8, s - 6))
-            return 1;
+    uint8_t before = s >= 1 ? p[s - 1] : 0;  /* 0 stands for "nothing": it leads no trigger */
+    unsigned lead = leads[before] & det;
+    if (!lead) return (det & D_CARD) && len >= 13;  /* class 9999999999999 */
+    if ((det & D_CARD) && len >= 13) return 1;
+    if (lead & D_PHONE) {
+        if (before == '+') return p[s] != '0';  /* raw \+[1-9]; nothing else follows a + */
+        if (before == '(') return len == 3 && s + 3 < n && p[e] == ')';  /* class \(999\) */
     }
-    if (det & D_CARD) {
-        if (len >= 13) return 1;  /* class 9999999999999 */
-        /* class 9999[ -]9{3,6}[ -]999: this run holds the last 999, the run before it is a whole group of 3-6
-           digits between separators, and four digits come before that group's separator */
-        if (len >= 3 && s >= 2 && IS(before, C_SP_DASH) && IS(p[s - 2], C_DIGIT)) {
-            Py_ssize_t ps = s - 2;
-            while (ps > 0 && IS(p[ps - 1], C_DIGIT) && s - 1 - ps < 7) ps--;
-            Py_ssize_t plen = s - 1 - ps;
-            if (plen >= 3 && plen <= 6 && ps >= 5 && IS(p[ps - 1], C_SP_DASH) && digits(p, ps - 5, ps - 2)) return 1;
-        }
-    }
-    if (det & D_SSN) {  /* class 999[ -]99[ -]9999: this run holds the 9999, the one before is exactly two */
-        if (len >= 4 && s >= 7 && IS(before, C_SP_DASH) && digits(p, s - 3, s - 2) && IS(p[s - 4], C_SP_DASH)
-            && digits(p, s - 7, s - 5))
-            return 1;
-    }
-    if (det & D_IBAN) {  /* class AA99[A9]{11} or AA99 [A9]{4} [A9]{4}: this run starts with the check digits */
-        if (len >= 2 && s >= 2 && IS(before, C_UPPER) && IS(p[s - 2], C_UPPER)) {
+    if (lead & D_IBAN) {  /* class AA99[A9]{11} or AA99 [A9]{4} [A9]{4}: this run starts with the check digits */
+        if (len >= 2 && s >= 2 && IS(p[s - 2], C_UPPER)) {
             Py_ssize_t q = s + 2, k = q;
             while (k < n && k - q < 11 && IS(p[k], C_UPPER | C_DIGIT)) k++;
             if (k - q >= 11) return 1;
@@ -133,10 +131,24 @@ digit_run_triggers(const uint8_t *p, Py_ssize_t n, Py_ssize_t s, Py_ssize_t e, u
                 if (ok) return 1;
             }
         }
+        return 0;  /* an upper-case letter leads nothing else */
     }
-    if (det & D_IPV4) {  /* class 9.9. / 9.99. / 9.999.: this run is the middle one */
-        if (len <= 3 && s >= 2 && before == '.' && IS(p[s - 2], C_DIGIT) && after == '.') return 1;
-    }
+    if ((lead & D_IPV4) && len <= 3 && s >= 2 && IS(p[s - 2], C_DIGIT) && e < n && p[e] == '.')
+        return 1;  /* class 9.9. / 9.99. / 9.999.: this run is the middle one */
+    /* The grouped shapes: before is a separator; the group before it p[gs..s-2] (g digits, counted up to 7) */
+    if (len < 3 || s < 2 || !IS(p[s - 2], C_DIGIT)) return 0;
+    Py_ssize_t gs = s - 2;
+    while (gs > 0 && IS(p[gs - 1], C_DIGIT) && s - 1 - gs < 7) gs--;
+    Py_ssize_t g = s - 1 - gs;
+    if (gs < 1) return 0;  /* each shape has a separator and more digits before the group */
+    uint8_t c2 = p[gs - 1];
+    if ((lead & D_PHONE) && g == 3 && len >= 4 && IS(before, C_DASH_DOT) && IS(c2, C_DASH_DOT) && gs >= 4
+        && digits(p, gs - 4, gs - 2))
+        return 1;
+    if ((lead & D_CARD) && g >= 3 && g <= 6 && IS(c2, C_SP_DASH) && gs >= 5 && digits(p, gs - 5, gs - 2))
+        return 1;
+    if ((lead & D_SSN) && g == 2 && len >= 4 && IS(c2, C_SP_DASH) && gs >= 4 && digits(p, gs - 4, gs - 2))
+        return 1;
     return 0;
 }
 

@@ -21,7 +21,7 @@ from operator import itemgetter
 from typing import Protocol, cast
 
 from .bulk import ORDER, UNSURE, candidates, partial_kinds, partial_many, whole_kinds
-from .detectors import Match, Scanner
+from .detectors import Match, Prefilter, Scanner
 from .maskers import Style, mask_matches, mask_text, mask_whole
 from .policy import ColumnName, SessionMasking
 
@@ -66,6 +66,8 @@ class RowCodec(Protocol):
         """Every row of the run: ``rows`` = [start, end, start, end, ...]; ``offsets`` = for each row, for each
         of ``columns`` in order, the value's start and end (-1, -1 for NULL)."""
     def encode(self, values: Sequence[bytes | None]) -> bytes: ...
+    def may_match(self, buf: bytes, columns: tuple[int, ...], skips: tuple[int, ...], prefilter: Prefilter) -> bool:
+        """Does the value at ``columns[k]`` of any row, after ``skips[k]`` bytes, pass ``prefilter``?"""
 
 
 @dataclass(slots=True)
@@ -81,8 +83,8 @@ class _Step:
 class ResultPlan:
     """How one result shape is masked. ``steps`` covers only the columns that are not kept as they are."""
 
-    __slots__ = ("columns", "detector_rules", "key", "partial_kinds", "scanner", "scans", "steps", "styles", "whole",
-                 "whole_steps")
+    __slots__ = ("columns", "detector_rules", "key", "partial_kinds", "scan_columns", "scan_skips", "scanner", "scans",
+                 "steps", "styles", "whole", "whole_steps")
 
     def __init__(self, masking: SessionMasking, columns: Sequence[Column]) -> None:
         self.columns = tuple(columns)
@@ -104,6 +106,10 @@ class ResultPlan:
         self.whole_steps = tuple(s for s in steps if s.action in (Action.WHOLE, Action.NULL))
         self.whole = bool(self.whole_steps)
         self.scans = len(self.whole_steps) < len(self.steps)
+        # the values the prefilter reads before anything else: only those the detectors would scan
+        scan_steps = [s for s in steps if s.action in (Action.SCAN, Action.SCAN_OR_NULL)]
+        self.scan_columns = tuple(s.index for s in scan_steps)
+        self.scan_skips = tuple(s.skip for s in scan_steps)
         # per kind (bulk.ORDER): is that detector's style partial here, so that a value that is one such match
         # can be masked in C (see _whole_values)? Empty when none is.
         partial = [self.styles.get(name) is Style.PARTIAL for name in ORDER]
@@ -141,7 +147,8 @@ class ResultPlan:
         if not steps:
             return buf
         scanner = self.scanner
-        if not (scanner is not None and self.scans and scanner.may_match(buf)):
+        if not (scanner is not None and self.scans
+                and codec.may_match(buf, self.scan_columns, self.scan_skips, scanner.prefilter)):
             if not self.whole:
                 return buf
             steps = self.whole_steps

@@ -14,12 +14,20 @@
  * most of the cost (about 8 ns each, as in list(range(...))), so equal offsets share one: a row's start and the
  * previous row's end, and the end of a row's last value and the row's end. Equality with the reference
  * is the contract; tests/unit/test_datarow_native.py checks it by property tests.
+ *
+ * may_match(buf, columns, skips, detectors) answers decode.data_rows_may_match: does any chosen value of any row
+ * hold a trigger of the masking prefilter? It is the question result masking asks of every result before it
+ * looks at a value, so that it reads only the columns it would scan (text, not the ids, amounts and timestamps
+ * around them, nor the length headers) and makes no object per value. The prefilter's loop is scan() of
+ * wardgate/masking/_prefilter_core.h, included here as it is in the masking modules.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
 #include <stdint.h>
 #include <string.h>
+
+#include "../../masking/_prefilter_core.h"  /* scan(): the masking prefilter's loop */
 
 static inline int32_t
 be32(const uint8_t *p)
@@ -34,9 +42,11 @@ be16(const uint8_t *p)
 }
 
 /* The checks of decode.data_row_spans for the row at p[pos..n); on success *end is the offset past it and *count
-   its value count. Returns NULL, or the reason the row is malformed. */
+   its value count, and spans (when not NULL) holds the start and end of its first `need` values (-1 for a NULL's
+   start). Returns NULL, or the reason the row is malformed. */
 static inline const char *
-check_row(const uint8_t *p, Py_ssize_t n, Py_ssize_t pos, Py_ssize_t *end, Py_ssize_t *count)
+check_row_spans(const uint8_t *p, Py_ssize_t n, Py_ssize_t pos, Py_ssize_t *end, Py_ssize_t *count,
+                Py_ssize_t *spans, Py_ssize_t need)
 {
     if (p[pos] != 'D') return "not a DataRow";
     if (n - pos < 5) return "truncated DataRow length";
@@ -53,14 +63,27 @@ check_row(const uint8_t *p, Py_ssize_t n, Py_ssize_t pos, Py_ssize_t *end, Py_ss
         if (e - at < 4) return "value length past the end of the row";
         int32_t size = be32(p + at);
         at += 4;
-        if (size == -1) continue;
+        if (size == -1) {
+            if (k < need) spans[2 * k] = -1;
+            continue;
+        }
         if (size < 0 || size > e - at) return "invalid value length";
+        if (k < need) {
+            spans[2 * k] = at;
+            spans[2 * k + 1] = at + size;
+        }
         at += size;
     }
     if (at != e) return "trailing bytes";
     *end = e;
     *count = c;
     return NULL;
+}
+
+static inline const char *
+check_row(const uint8_t *p, Py_ssize_t n, Py_ssize_t pos, Py_ssize_t *end, Py_ssize_t *count)
+{
+    return check_row_spans(p, n, pos, end, count, NULL, 0);
 }
 
 /* The chosen column indices, as Py_ssize_t; an index that no row can have (negative, or beyond any int16 count)
@@ -222,8 +245,102 @@ fail:
     return result;
 }
 
+PyDoc_STRVAR(may_match_doc,
+"may_match(buf, columns, skips, detectors, /)\n--\n\n"
+"decode.data_rows_may_match in C: True as soon as the value at columns[k] of a row, after its first skips[k]\n"
+"bytes, may hold a match of the built-in detectors whose bits are set in detectors (the masking prefilter's\n"
+"question); False when no chosen value of any row does. Raises ValueError when a row read on the way is\n"
+"malformed or has no value at a chosen index; rows after the first that may match are not read.");
+
+static PyObject *
+may_match(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4) {
+        PyErr_Format(PyExc_TypeError, "may_match() takes exactly 4 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    if (!PyLong_Check(args[3])) {
+        PyErr_Format(PyExc_TypeError, "may_match() detectors must be an int, not %.100s", Py_TYPE(args[3])->tp_name);
+        return NULL;
+    }
+    int overflow = 0;
+    long det = PyLong_AsLongAndOverflow(args[3], &overflow);
+    if (det == -1 && PyErr_Occurred()) return NULL;
+    if (overflow || det <= 0 || det > (long)D_ALL) {
+        PyErr_Format(PyExc_ValueError, "may_match() detectors must be a non-empty bit set of the %d built-in "
+                     "detectors (1 to %d)", D_COUNT, (int)D_ALL);
+        return NULL;
+    }
+    Py_ssize_t small_cols[SMALL_COLS], small_skips[SMALL_COLS];
+    Py_ssize_t ncols = 0, need = 0, nskips = 0, unused = 0;
+    Py_ssize_t *cols = read_columns(args[1], &ncols, &need, small_cols, SMALL_COLS);
+    if (cols == NULL) return NULL;
+    Py_ssize_t *skips = read_columns(args[2], &nskips, &unused, small_skips, SMALL_COLS);
+    PyObject *result = NULL;
+    Py_buffer view = {0};
+    Py_ssize_t spans_small[2 * SMALL_COLS];
+    Py_ssize_t *spans = spans_small;
+    if (skips == NULL) goto done;
+    if (nskips != ncols) {
+        PyErr_SetString(PyExc_ValueError, "may_match() needs one skip per column");
+        goto done;
+    }
+    for (Py_ssize_t k = 0; k < nskips; k++)
+        if (skips[k] < 0) {
+            PyErr_SetString(PyExc_ValueError, "may_match() skips must be from 0 to 32767");
+            goto done;
+        }
+    if (need > SMALL_COLS) {
+        spans = PyMem_Malloc((size_t)need * 2 * sizeof(Py_ssize_t));
+        if (spans == NULL) {
+            PyErr_NoMemory();
+            goto done;
+        }
+    }
+    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) != 0) {
+        view.obj = NULL;
+        goto done;
+    }
+    int bad = 0;  /* an index no row can have (read_columns' -1): an error at the first row, as a short row is */
+    for (Py_ssize_t k = 0; k < ncols; k++)
+        if (cols[k] < 0) bad = 1;
+    const uint8_t *p = (const uint8_t *)view.buf;
+    const Py_ssize_t n = view.len;
+    int found = 0;
+    for (Py_ssize_t pos = 0; pos < n && !found;) {
+        Py_ssize_t end = 0, count = 0;
+        const char *why = check_row_spans(p, n, pos, &end, &count, spans, need);
+        if (why != NULL) {
+            PyErr_SetString(PyExc_ValueError, why);
+            goto done;
+        }
+        if (bad || need > count) {
+            PyErr_SetString(PyExc_ValueError, "fewer values than the result has columns");
+            goto done;
+        }
+        for (Py_ssize_t k = 0; k < ncols; k++) {
+            Py_ssize_t c = cols[k];
+            Py_ssize_t s = spans[2 * c], e = spans[2 * c + 1];
+            if (s < 0 || s + skips[k] >= e) continue;
+            if (scan(p + s + skips[k], e - s - skips[k], (unsigned)det)) {
+                found = 1;
+                break;
+            }
+        }
+        pos = end;
+    }
+    result = PyBool_FromLong(found);
+done:
+    if (view.obj != NULL) PyBuffer_Release(&view);
+    if (spans != spans_small) PyMem_Free(spans);
+    if (skips != NULL && skips != small_skips) PyMem_Free(skips);
+    if (cols != small_cols) PyMem_Free(cols);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"walk", (PyCFunction)(void (*)(void))walk, METH_FASTCALL, walk_doc},
+    {"may_match", (PyCFunction)(void (*)(void))may_match, METH_FASTCALL, may_match_doc},
     {NULL, NULL, 0, NULL},
 };
 

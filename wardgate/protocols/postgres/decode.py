@@ -7,7 +7,7 @@ malformed input, so a hostile client can never turn a decoding bug into a crash.
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from .framing import ProtocolViolation
 from .messages import (
@@ -409,6 +409,27 @@ def data_row_walk(buf: bytes, columns: tuple[int, ...]) -> tuple[list[int], list
     return rows, offsets
 
 
+def data_rows_may_match(buf: bytes, columns: Sequence[int], skips: Sequence[int],
+                        test: Callable[[memoryview], bool]) -> bool:
+    """Does ``test`` hold for the value at ``columns[k]`` of any row, after its first ``skips[k]`` bytes (NULLs and
+    values no longer than their skip are not tested)? Rows are read in order up to the first that passes, each
+    checked whole first. Result masking asks this of every result with ``test`` its prefilter, reading only the
+    columns it would scan; the C version (``_datarow.may_match``, the prefilter built in) is held to this."""
+    view = memoryview(buf)
+    pos = 0
+    end = len(buf)
+    while pos < end:
+        spans, row_end = data_row_spans(buf, pos)
+        if any(c < 0 or c >= len(spans) for c in columns):
+            raise ProtocolViolation("malformed DataRow message: fewer values than the result has columns")
+        for c, skip in zip(columns, skips, strict=True):
+            sp = spans[c]
+            if sp is not None and sp[0] + skip < sp[1] and test(view[sp[0] + skip : sp[1]]):
+                return True
+        pos = row_end
+    return False
+
+
 def data_row(frame: bytes) -> tuple[bytes | None, ...]:
     """The values of one DataRow (None for NULL)."""
     spans, _ = data_row_spans(frame)
@@ -428,5 +449,24 @@ def walk_rows(buf: bytes, columns: tuple[int, ...]) -> tuple[list[int], list[int
         return data_row_walk(buf, columns)
     try:
         return _walk_native(buf, columns)
+    except ValueError as exc:
+        raise ProtocolViolation(f"malformed DataRow message: {exc}") from None
+
+
+_may_match_native: Callable[[bytes, Sequence[int], Sequence[int], int], bool] | None
+try:
+    from ._datarow import may_match as _may_match_native
+except ImportError:  # not built: the Python body does the work
+    _may_match_native = None
+
+
+def rows_may_match(buf: bytes, columns: Sequence[int], skips: Sequence[int], bits: int,
+                   test: Callable[[memoryview], bool]) -> bool:
+    """:func:`data_rows_may_match`; in C when built and ``bits`` (the built-in detectors of the prefilter that
+    ``test`` is, see ``Prefilter.native_bits``) is not 0."""
+    if _may_match_native is None or not bits:
+        return data_rows_may_match(buf, columns, skips, test)
+    try:
+        return _may_match_native(buf, columns, skips, bits)
     except ValueError as exc:
         raise ProtocolViolation(f"malformed DataRow message: {exc}") from None

@@ -1,0 +1,134 @@
+"""The C prefilter over chosen DataRow columns (``_datarow.may_match``) answers what its specification answers.
+
+The specification is :func:`wardgate.protocols.postgres.decode.data_rows_may_match` with the pure-Python
+prefilter (``Prefilter.reference``) of the chosen built-in detectors as its test. Result masking asks this of
+every result before it reads a value, so a wrong False would relay a sensitive value unmasked: the property tests
+draw rows of values that hold triggers (or almost do) in random columns, random column choices and skips, random
+detector sets, and malformed runs, which both must reject (ValueError / ProtocolViolation).
+"""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from wardgate.masking.detectors import BUILTIN_DETECTORS, Prefilter
+from wardgate.protocols.postgres import _datarow, decode
+from wardgate.protocols.postgres.encode import data_row
+from wardgate.protocols.postgres.framing import ProtocolViolation
+
+MANY = settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+NAMES = tuple(BUILTIN_DETECTORS)
+ALL = (1 << len(NAMES)) - 1
+
+# Pieces that make or nearly make a trigger, so that random values hit every branch of the prefilter.
+PIECES = [b"4111 1111 1111 1111", b"4111111111111", b"411111111111", b"078-05-1120", b"078-05", b"555.123.4567",
+          b"(555)", b"+44", b"+0", b"GB82WEST12345698765432", b"GB82", b"10.0.0.1", b"1.2", b"::1", b"fe80:1:2:3:",
+          b"a@b", b"@", b"eyJ", b"AKIAX", b"ASIA", b"PRIVATE KEY", b"ghp_", b"github_pat_", b"sk_live_", b"xoxb-",
+          b"ORD-2024-000123", b"user_12345", b"12345.67", b"-", b"_", b".", b" ", b"J", b"I", b"V", b"\xc3\xa9"]
+text = st.lists(st.one_of(st.sampled_from(PIECES), st.binary(max_size=6)), max_size=5).map(b"".join)
+values = st.one_of(st.none(), st.just(b""), text)
+
+
+@st.composite
+def cases(draw: st.DrawFn) -> tuple[bytes, tuple[int, ...], tuple[int, ...], int]:
+    width = draw(st.integers(0, 8))
+    nrows = draw(st.integers(0, 6))
+    rows = [draw(st.lists(values, min_size=width, max_size=width)) for _ in range(nrows)]
+    cols = tuple(draw(st.lists(st.integers(0, width - 1), max_size=5))) if width else ()
+    skips = tuple(draw(st.integers(0, 2)) for _ in cols)
+    bits = draw(st.integers(1, ALL))
+    return b"".join(data_row(r) for r in rows), cols, skips, bits
+
+
+def reference(buf: bytes, cols: tuple[int, ...], skips: tuple[int, ...], bits: int) -> bool | None:
+    """The Python answer, or None when it rejects the run."""
+    prefilter = Prefilter([BUILTIN_DETECTORS[n] for i, n in enumerate(NAMES) if bits >> i & 1])
+    try:
+        return decode.data_rows_may_match(buf, cols, skips, prefilter.reference)
+    except ProtocolViolation:
+        return None
+
+
+def native(buf: bytes, cols: tuple[int, ...], skips: tuple[int, ...], bits: int) -> bool | None:
+    try:
+        return _datarow.may_match(buf, cols, skips, bits)
+    except ValueError as exc:
+        assert str(exc)
+        return None
+
+
+@MANY
+@given(cases())
+@example((b"", (), (), ALL))
+@example((b"", (0, 3), (0, 0), ALL))  # no row: no row lacks a column
+@example((data_row([b"x", b"4111111111111111"]), (0,), (0,), ALL))  # the card is in a column not chosen
+@example((data_row([b"x", b"4111111111111111"]), (1,), (0,), ALL))
+@example((data_row([b"\x01a@b"]), (0,), (1,), ALL))  # the skip (jsonb's version byte) is not scanned
+@example((data_row([b"@b"]), (0,), (1,), ALL))  # ... so the byte before an @ is not seen either
+def test_equals_reference(case: tuple[bytes, tuple[int, ...], tuple[int, ...], int]) -> None:
+    buf, cols, skips, bits = case
+    assert native(buf, cols, skips, bits) == reference(buf, cols, skips, bits), case
+
+
+@MANY
+@given(cases(), st.data())
+def test_broken_runs(case: tuple[bytes, tuple[int, ...], tuple[int, ...], int], data: st.DataObject) -> None:
+    """Truncated, corrupted or spliced runs: the same answer or the same refusal."""
+    buf, cols, skips, bits = case
+    if not buf:
+        return
+    how = data.draw(st.sampled_from(["truncate", "corrupt", "splice"]))
+    at = data.draw(st.integers(0, len(buf) - 1))
+    if how == "truncate":
+        buf = buf[:at]
+    elif how == "corrupt":
+        buf = buf[:at] + bytes([data.draw(st.integers(0, 255))]) + buf[at + 1 :]
+    else:
+        buf = buf[:at] + data.draw(st.binary(min_size=1, max_size=8)) + buf[at:]
+    assert native(buf, cols, skips, bits) == reference(buf, cols, skips, bits), (buf, cols, skips, bits)
+
+
+def test_stops_at_the_first_row_that_may_match() -> None:
+    """Rows after a hit are not read (as in the reference): a broken tail does not turn a True into an error."""
+    buf = data_row([b"jane@example.com"]) + b"D\x00\x00"
+    assert _datarow.may_match(buf, (0,), (0,), ALL) is True
+    assert decode.rows_may_match(buf, (0,), (0,), ALL, Prefilter(BUILTIN_DETECTORS.values()).reference) is True
+    with pytest.raises(ProtocolViolation, match="malformed DataRow"):
+        decode.rows_may_match(data_row([b"plain"]) + b"D\x00\x00", (0,), (0,), ALL, lambda v: False)
+
+
+def test_rows_may_match_falls_back_to_the_test_without_bits() -> None:
+    """Custom detectors have no bits: the Python test runs, on exactly the chosen values after their skips."""
+    seen: list[bytes] = []
+
+    def test(value: memoryview) -> bool:
+        seen.append(bytes(value))
+        return False
+
+    buf = data_row([b"a", None, b"xbc", b""]) + data_row([b"d", b"e", b"yf", b"g"])
+    assert decode.rows_may_match(buf, (2, 1, 3), (1, 0, 0), 0, test) is False
+    assert seen == [b"bc", b"f", b"e", b"g"]
+
+
+def test_argument_errors() -> None:
+    row = data_row([b"x"])
+    with pytest.raises(TypeError):
+        _datarow.may_match(row, (0,), (0,))  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        _datarow.may_match(row, (0,), (0,), "all")  # type: ignore[arg-type]
+    for bits in (0, ALL + 1, -1, 1 << 70):
+        with pytest.raises(ValueError, match="bit set"):
+            _datarow.may_match(row, (0,), (0,), bits)
+    with pytest.raises(ValueError, match="one skip per column"):
+        _datarow.may_match(row, (0,), (), ALL)
+    with pytest.raises(ValueError, match="skips"):
+        _datarow.may_match(row, (0,), (-1,), ALL)
+    with pytest.raises(ValueError, match="fewer values"):
+        _datarow.may_match(row, (1,), (0,), ALL)
+    with pytest.raises(ValueError, match="fewer values"):
+        _datarow.may_match(row, (-1,), (0,), ALL)
+    many = data_row([b"x"] * 40 + [b"4111111111111111"])
+    assert _datarow.may_match(many, tuple(range(41)), (0,) * 41, ALL) is True
+    assert _datarow.may_match(many, tuple(range(40)), (0,) * 40, ALL) is False
