@@ -5,81 +5,24 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
-from .config import Config, ConfigError, Overrides, load_config, parse_duration
-from .store import Store, StoreError
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def config_options(func: F) -> F:
-    func = click.option(
-        "--store",
-        "store_url",
-        envvar="WARDGATE_STORE",
-        metavar="URL",
-        help="Store URL (sqlite:///PATH or postgresql://...); overrides the file.",
-    )(func)
-    func = click.option(
-        "-c",
-        "--config",
-        "config_path",
-        envvar="WARDGATE_CONFIG",
-        metavar="FILE",
-        type=click.Path(dir_okay=False),
-        help="The YAML configuration file.",
-    )(func)
-    return func
-
-
-def _load(config_path: str | None, store_url: str | None, listen_postgres: str | None = None) -> Config:
-    try:
-        return load_config(config_path, Overrides(store=store_url, listen_postgres=listen_postgres))
-    except ConfigError as exc:
-        click.echo(f"wardgate: {exc}", err=True)
-        sys.exit(2)
-
-
-def _store(config: Config) -> Store:
-    from .server import open_store
-
-    try:
-        return open_store(config)
-    except StoreError as exc:
-        click.echo(f"wardgate: {exc}", err=True)
-        sys.exit(1)
-
-
-def _json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, default=_default, sort_keys=True))
-
-
-def _default(o: object) -> str:
-    if isinstance(o, datetime):
-        return o.isoformat()
-    raise TypeError(type(o).__name__)
-
-
-def _ts(dt: datetime | None) -> str:
-    return dt.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") if dt else "-"
-
-
-def _table(headers: list[str], rows: list[list[str]]) -> None:
-    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
-    click.echo("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip())
-    for r in rows:
-        click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+from .cli_common import _json, _load, _store, _table, _ts, config_options
+from .cli_reviews import reviews
+from .config import Config, parse_duration
+from .store import Store
 
 
 @click.group()
 @click.version_option(package_name="wardgate")
 def main() -> None:
     """wardgate: an access gateway for production databases."""
+
+
+main.add_command(reviews)
 
 
 @main.command()

@@ -283,6 +283,35 @@ class RuleMatch(_Model):
         return self
 
 
+class ReviewConfig(_Model):
+    """Who must approve a statement a ``review`` rule holds, and how long it may wait (docs/reviews.md)."""
+
+    approvers: list[str] = Field(min_length=1)  # groups whose members may approve or deny
+    min_approvals: int = Field(default=1, ge=1, le=20)
+    all_groups: bool = False  # at least one approval from each group in approvers (and min_approvals in all)
+    expires_after: Duration = 900.0  # a request nobody decides is refused after this
+    notice_interval: Duration = 10.0  # how often a waiting client is told it is still waiting
+
+    @field_validator("approvers")
+    @classmethod
+    def _groups(cls, v: list[str]) -> list[str]:
+        v = [g.strip() for g in v]
+        if any(not g for g in v) or len(set(v)) != len(v):
+            raise ValueError("approvers must be distinct, non-empty group names")
+        return v
+
+    @property
+    def approvals_needed(self) -> int:
+        """min_approvals, and with all_groups at least one per group."""
+        return max(self.min_approvals, len(self.approvers) if self.all_groups else 1)
+
+    @model_validator(mode="after")
+    def _reachable(self) -> ReviewConfig:
+        if self.notice_interval > self.expires_after:
+            raise ValueError("notice_interval must not be longer than expires_after")
+        return self
+
+
 class RuleConfig(_Model):
     """A policy rule. Scope: ``connections`` and ``groups`` (empty: all), minus ``except_groups``."""
 
@@ -293,6 +322,7 @@ class RuleConfig(_Model):
     connections: list[str] = Field(default_factory=list)
     groups: list[str] = Field(default_factory=list)
     except_groups: list[str] = Field(default_factory=list)
+    review: ReviewConfig | None = None  # for action review; default: policy.review
 
 
 class PolicyConfig(_Model):
@@ -304,6 +334,7 @@ class PolicyConfig(_Model):
     unparsed: Literal["deny", "allow"] = "deny"
     read_only_groups: list[str] = Field(default_factory=list)
     default: Literal["allow", "deny", "review"] = "allow"  # when no rule matches
+    review: ReviewConfig | None = None  # approvers etc. of review rules that name none (and of default: review)
 
 
 _COLUMN_PATTERN = re.compile(r"^[^.\s]+(\.[^.\s]+){1,2}$")
@@ -409,6 +440,7 @@ class Config(_Model):
             unknown = [c for c in rule.connections if c not in self.connections]
             if unknown:
                 raise ValueError(f"rules[{i}] ({rule.name}): no such connection: {', '.join(unknown)}")
+        self._check_reviews()
         self._check_masking()
         unknown = [n for n in self.policy.disable if n not in BUILTIN_NAMES]
         if unknown:
@@ -417,6 +449,25 @@ class Config(_Model):
                 f"(built-in rules: {', '.join(sorted(BUILTIN_NAMES))})"
             )
         return self
+
+    def _check_reviews(self) -> None:
+        for i, rule in enumerate(self.rules):
+            if rule.review is not None and rule.action != "review":
+                raise ValueError(f"rules[{i}] ({rule.name}): a review block belongs to rules whose action is review")
+            if rule.action == "review" and rule.review is None and self.policy.review is None:
+                raise ValueError(
+                    f"rules[{i}] ({rule.name}): action review needs approvers: give the rule a review block "
+                    f"(review: {{approvers: [GROUP]}}) or set policy.review"
+                )
+        if self.policy.default == "review" and self.policy.review is None:
+            raise ValueError("policy.default is review: set policy.review (review: {approvers: [GROUP]})")
+
+    def review_for(self, rule: str) -> ReviewConfig | None:
+        """The review settings of a rule whose action is review ("default": policy.default)."""
+        for r in self.rules:
+            if r.name == rule:
+                return r.review or self.policy.review
+        return self.policy.review
 
     def _check_masking(self) -> None:
         from .masking.detectors import BUILTIN_DETECTORS, custom  # detector names are masking's

@@ -23,12 +23,15 @@ from .masking.detectors import custom
 from .masking.maskers import Style
 from .masking.policy import ColumnPattern, MaskingPolicy, MaskRule, SessionMasking, expand_detectors
 from .masking.results import Counts
+from .policy.analyze import REASON_SETTING
 from .policy.decide import UNKNOWN_STATEMENT, decide_message, effective, refused, single_statement
 from .policy.rules import UNPARSED_RULE, UNREADABLE_RULE, Decision, Policy, RuleSet
-from .policy.sql import StatementInfo, classify
+from .policy.sql import StatementInfo, classify, reason_setting
 from .policy.startup import UnsupportedOption, as_statement, startup_settings
+from .reviews.model import ReviewSpec
 from .store import StoreError
 from .store.db import Write
+from .store.reviews import Review, ReviewStore
 
 log = logging.getLogger("wardgate.pipeline")
 
@@ -66,10 +69,10 @@ def _refusal(rec: StatementRecord) -> StatementRefused:
     if d.action == "review":
         return StatementRefused(
             "42501",
-            f'wardgate: rule "{d.rule}" requires approval for this {what}, and this gateway does not hold '
-            f"statements for review yet, so it is refused",
+            f'wardgate: rule "{d.rule}" requires approval for this {what}, and it cannot wait for a review here '
+            f"(a startup parameter, a function call, or a statement the gateway never saw), so it is refused",
             f"reason: {d.reason}" if d.reason else None,
-            "ask an administrator to grant access for this statement, or change the rule's action",
+            "run it as a statement after login (SQL text), where it can be held for review",
         )
     return StatementRefused(
         "42501",
@@ -86,6 +89,22 @@ class SessionRefused(Exception):
         super().__init__(message)
         self.sqlstate = sqlstate
         self.message = message
+
+
+class ReviewRequired(Exception):
+    """A rule holds the statement(s) for review: nothing runs until people approve. ``records`` are the message's
+    statements (seq already taken, nothing recorded yet), ``index`` the one whose rule asked for review."""
+
+    def __init__(self, records: list[StatementRecord], index: int, spec: ReviewSpec, text: str) -> None:
+        super().__init__(records[index].decision.rule)
+        self.records = records
+        self.index = index
+        self.spec = spec
+        self.text = text
+
+    @property
+    def decision(self) -> Decision:
+        return self.records[self.index].decision
 
 
 class StatementRefused(Exception):
@@ -121,6 +140,7 @@ class Session:
     # Why statements cannot be read as the server reads them right now (setting -> reason); see parameter_changed.
     unreadable: dict[str, str] = field(default_factory=dict)
     masking: SessionMasking | None = None  # what its results go through; None: nothing is masked
+    review_reason: str | None = None  # SET wardgate.reason (or the startup setting): why, for reviewers
 
 
 @dataclass(slots=True)
@@ -154,6 +174,8 @@ class Pipeline:
         self.gateway_id = gateway_id
         self.policy = Policy(config)
         self.masking = masking_policy(config)
+        self.reviews = ReviewStore(recorder.store)
+        self._review_specs: dict[str, ReviewSpec | None] = {}
 
     # --- sessions -------------------------------------------------------------------------------------------
 
@@ -236,6 +258,8 @@ class Pipeline:
                         {"reason": str(exc)}, session.id)
             raise SessionRefused("42501", f"wardgate: {exc}") from None
         for name, value in settings:
+            if name == REASON_SETTING:
+                session.review_reason = value[:2000] or None
             info = single_statement(as_statement(name, value))
             decision = session.rules.decide(info)
             if not decision.allowed:
@@ -341,13 +365,13 @@ class Pipeline:
                 key="id",
             )
         )
-        self._commit_or_log(f"the end of session {session.id} ({reason})")
+        self.commit_or_log(f"the end of session {session.id} ({reason})")
 
     def commit(self) -> None:
         """Make every staged record durable (journal) before the front-end answers the client."""
         self.recorder.commit()
 
-    def _commit_or_log(self, what: str) -> None:
+    def commit_or_log(self, what: str) -> None:
         try:
             self.recorder.commit()
         except AuditUnavailable as exc:
@@ -376,7 +400,7 @@ class Pipeline:
                 },
             )
         )
-        self._commit_or_log(f"audit event {kind}")
+        self.commit_or_log(f"audit event {kind}")
 
     # --- statements -----------------------------------------------------------------------------------------
 
@@ -407,11 +431,22 @@ class Pipeline:
         if bad < 0 and session.masking is not None:
             bad = self._mask_copy(session, records)
         if bad >= 0:
+            spec = self._review_spec(records[bad].decision)
+            if spec is not None:
+                raise ReviewRequired(records, bad, spec, text)
             for i, r in enumerate(records):
                 if i != bad:
                     self.finish(r, "skipped")
             raise self._deny(records[bad])
+        if any("set_reason" in i.tags for i in infos):
+            self._set_reason(session, text)
         return records
+
+    @staticmethod
+    def _set_reason(session: Session, text: str) -> None:
+        value = reason_setting(text)
+        if value is not None:
+            session.review_reason = value[:2000] or None
 
     def on_parse(self, session: Session, text: str, prepared: Mapping[str, str]) -> None:
         """An extended-protocol Parse: a statement the policy refuses is refused here, before it exists."""
@@ -420,10 +455,11 @@ class Pipeline:
         if session.unreadable:
             self._check_readable(session, text, (info,), "extended")
         decision = session.rules.decide(effective(info, prepared))
-        if not decision.allowed:
+        if not decision.allowed and self._review_spec(decision) is None:
             session.seq += 1
             rec = StatementRecord(session, session.seq, "extended", info, 0, time.time(), decision)
             raise self._deny(rec)
+        # A statement for review is parsed (nothing runs at Parse); its Execute waits for the review.
 
     def on_execute(
         self, session: Session, text: str | None, param_count: int, prepared: Mapping[str, str]
@@ -435,9 +471,103 @@ class Pipeline:
         decision = session.rules.decide(effective(info, prepared))
         session.seq += 1
         rec = StatementRecord(session, session.seq, "extended", info, param_count, time.time(), decision)
-        if not decision.allowed or (session.masking is not None and self._mask_copy(session, [rec]) == 0):
+        if session.masking is not None and self._mask_copy(session, [rec]) == 0:
             raise self._deny(rec)
+        if not decision.allowed:
+            spec = self._review_spec(decision)
+            if spec is not None and text is not None:
+                raise ReviewRequired([rec], 0, spec, text)
+            raise self._deny(rec)
+        if "set_reason" in info.tags and text is not None:
+            self._set_reason(session, text)
         return rec
+
+    # --- reviews --------------------------------------------------------------------------------------------
+
+    def _review_spec(self, decision: Decision) -> ReviewSpec | None:
+        """How a review decision is reviewed; None for other decisions (and for a review rule with no review
+        settings, which the configuration refuses to load)."""
+        if decision.action != "review":
+            return None
+        try:
+            return self._review_specs[decision.rule]
+        except KeyError:
+            pass
+        rc = self.config.review_for(decision.rule)
+        spec = None if rc is None else ReviewSpec(tuple(rc.approvers), rc.approvals_needed, rc.all_groups,
+                                                  rc.expires_after, rc.notice_interval)
+        self._review_specs[decision.rule] = spec
+        return spec
+
+    def request_review(self, session: Session, held: ReviewRequired) -> Review:
+        """Create the review request for a held message (blocking: run it in an executor). The request keeps
+        the exact text, to run once approved; the audit event has only its redacted form. Raises StoreError
+        (the caller refuses the statement: it cannot wait for a review nobody can see)."""
+        d = held.decision
+        redacted = "; ".join(r.info.redacted or "?" for r in held.records)
+        review = self.reviews.create(
+            spec=held.spec, requester=session.identity.subject, requester_groups=session.identity.groups,
+            connection=session.connection_name, session_id=session.id, gateway=self.gateway_id, rule=d.rule,
+            rule_reason=d.reason, statement=held.text, redacted=redacted,
+            param_count=sum(r.param_count for r in held.records), reason=session.review_reason)
+        self._event("review_requested", session.identity.subject, session.connection_name, session.client, {
+            "review": review.id, "rule": d.rule, "statement": redacted, "approvers": list(held.spec.approvers),
+            "min_approvals": held.spec.min_approvals, "all_groups": held.spec.all_groups,
+            "expires_at": review.expires_at.isoformat(), "reason": session.review_reason,
+            "seq": held.records[0].seq,
+        }, session.id)
+        return review
+
+    def review_approved(self, session: Session, held: ReviewRequired, review_id: str,
+                        approvers: tuple[str, ...]) -> list[StatementRecord]:
+        """The held message runs: its records say who approved it. Marks the request executed, so that it never
+        runs again (from another session or ``wardgate exec``); False from that means it already ran."""
+        if not self.reviews.settle(review_id, "approved", "executed"):
+            raise StatementRefused("42501", f"wardgate: review {review_id} was approved, but it has already been "
+                                   "used (an approved statement runs once)")
+        why = f"review {review_id} approved by {', '.join(approvers)}"
+        for r in held.records:
+            if r.decision.action == "review":
+                r.decision = Decision("review", r.decision.rule, why)
+        self._event("review_executed", session.identity.subject, session.connection_name, session.client,
+                    {"review": review_id, "approved_by": list(approvers), "seq": held.records[0].seq}, session.id)
+        return held.records
+
+    def review_refused(self, session: Session, held: ReviewRequired, review_id: str, status: str,
+                       deciders: tuple[str, ...], reason: str | None) -> StatementRefused:
+        """The held message does not run (denied, expired, withdrawn): its records say so; the client's error."""
+        d = held.decision
+        if status == "denied":
+            by = ", ".join(deciders) or "a reviewer"
+            message = f'wardgate: review {review_id} denied by {by}: rule "{d.rule}" held this statement'
+            detail = f"reason: {reason}" if reason else None
+            exc = StatementRefused("42501", message, detail, "nothing of the message ran")
+            why = f"review {review_id} denied by {by}" + (f": {reason}" if reason else "")
+        elif status == "expired":
+            exc = StatementRefused("57014", f'wardgate: review {review_id} (rule "{d.rule}") expired: nobody '
+                                   f"decided within {_duration(held.spec.expires_after)}, so the statement did not run",
+                                   None, f"ask {held.spec.describe()}, then run it again")
+            why = f"review {review_id} expired"
+        else:
+            exc = StatementRefused("57014", "canceling statement due to user request",
+                                   f"wardgate: review {review_id} was withdrawn; nothing of the message ran")
+            why = f"review {review_id} withdrawn by the requester"
+        held.records[held.index].decision = Decision("review", d.rule, why)
+        self.refuse_held(session, held, exc)
+        if status in ("expired", "withdrawn"):
+            self._event(f"review_{status}", session.identity.subject, session.connection_name, session.client,
+                        {"review": review_id, "rule": d.rule, "seq": held.records[held.index].seq}, session.id)
+        return exc
+
+    def refuse_held(self, session: Session, held: ReviewRequired, exc: StatementRefused) -> StatementRefused:
+        """A held message that does not run: the statement the review was for is recorded as denied with the
+        client's error, the others of its message as skipped."""
+        for i, r in enumerate(held.records):
+            if i == held.index:
+                self.finish(r, "denied", sqlstate=exc.sqlstate, message=exc.message)
+            else:
+                self.finish(r, "skipped")
+        return exc
 
     def _mask_copy(self, session: Session, records: list[StatementRecord]) -> int:
         """COPY ... TO STDOUT of a table with columns a masking rule marks: refused (COPY describes no columns,
@@ -528,6 +658,14 @@ class Pipeline:
                 ),
             )
         )
+
+
+def _duration(seconds: float) -> str:
+    if seconds % 3600 == 0:
+        return f"{int(seconds // 3600)}h"
+    if seconds % 60 == 0:
+        return f"{int(seconds // 60)}m"
+    return f"{seconds:g}s"
 
 
 def masked_json(counts: Counts | None) -> str | None:

@@ -46,6 +46,8 @@ rules:
     when: {kinds: [update, delete], tables: ["public.orders"]}
     action: review
     reason: changes to orders need a second pair of eyes
+    # nobody reviews here: a held statement expires at once (test_reviews_live.py covers approvals)
+    review: {approvers: [sre], expires_after: 0.3s, notice_interval: 0.3s}
   - name: no-secrets-table
     when: {tables: ["*.secrets"]}
     action: deny
@@ -366,6 +368,13 @@ def execute(conn: psycopg.Connection[Any], case: Case) -> None:
             pass
 
 
+def refusal_state(case: Case) -> str:
+    """The SQLSTATE of a refused row: a syntax error, a review nobody decided (it expires), or a denial."""
+    if case.rule == UNPARSED:
+        return "42601"
+    return "57014" if case.decision == "review" else "42501"
+
+
 def assert_outcome(case: Case, exc: psycopg.Error | None) -> None:
     if case.decision == "allow":
         if exc is not None:
@@ -373,10 +382,10 @@ def assert_outcome(case: Case, exc: psycopg.Error | None) -> None:
         return
     assert exc is not None, f"{case.sql!r} ran; it should have been refused by {case.rule}"
     message = str(exc.diag.message_primary or "")
-    assert exc.sqlstate == ("42601" if case.rule == UNPARSED else "42501"), (exc.sqlstate, message)
+    assert exc.sqlstate == refusal_state(case), (exc.sqlstate, message)
     assert message.startswith("wardgate:") and f'rule "{case.rule}"' in message, message
     if case.decision == "review":
-        assert "requires approval" in message, message
+        assert "expired: nobody decided" in message, message  # held, then nobody approved in time
     else:
         assert "denied by rule" in message or case.rule == UNPARSED, message
 
@@ -449,7 +458,7 @@ def test_live_audit(live: LiveRun) -> None:
         assert len(denied) == 1, where
         (d,) = denied
         assert (d["decision"], d["rule"]) == (r.case.decision, r.case.rule), where
-        assert d["reason"] and d["sqlstate"] == ("42601" if r.case.rule == UNPARSED else "42501"), where
+        assert d["reason"] and d["sqlstate"] == refusal_state(r.case), where
         assert d["error_message"] and f'rule "{r.case.rule}"' in d["error_message"], where
         assert all(s["status"] == "skipped" for s in own if s is not d), where  # nothing of the message ran
 

@@ -1,5 +1,5 @@
 """Policy decisions on a live gateway: refusals keep the session and its transaction state exactly as a server
-error would; startup-packet settings are decided like SET; reviews refuse until the review workflow exists.
+error would; startup-packet settings are decided like SET; a review nobody decides expires with a clear error.
 
 The statement corpus (test_policy_corpus.py) covers what is decided; this file covers how a decision meets the
 protocol.
@@ -21,7 +21,7 @@ from tests.conftest import Gateway, UpstreamDB, flush_wait, recorded, run_gatewa
 
 RULES = [
     {"name": "orders-need-review", "action": "review", "when": {"kinds": ["update", "delete"], "tables": ["orders"]},
-     "reason": "orders are money"},
+     "reason": "orders are money", "review": {"approvers": ["sre"], "expires_after": "1s", "notice_interval": "1s"}},
 ]
 
 
@@ -84,20 +84,22 @@ def test_refused_at_parse_the_statement_never_exists_and_its_name_is_free(gw: Ga
         ("extended", "denied", "no-delete-without-where")] * 2 + [("extended", "denied", "no-role-changes")]
 
 
-def test_review_refuses_until_reviews_exist_and_says_so(gw: Gateway) -> None:
+def test_review_holds_and_an_undecided_request_expires_with_a_clear_error(gw: Gateway) -> None:
+    """Approvals are test_reviews_live.py's; here: what a review nobody decides looks like to the client."""
     user = unique("review")
     with connect(gw, user, autocommit=True) as conn:
-        with pytest.raises(psycopg.errors.InsufficientPrivilege) as err:
+        with pytest.raises(psycopg.errors.QueryCanceled) as err:
             conn.execute("UPDATE orders SET amount = 0 WHERE id = 1")
         message = str(err.value)
-        assert 'rule "orders-need-review" requires approval' in message and "refused" in message
-        assert err.value.diag.message_detail == "reason: orders are money"
+        assert 'rule "orders-need-review") expired: nobody decided within 1s' in message, message
+        assert err.value.diag.message_hint == "ask 1 approval from: sre, then run it again"
         assert conn.execute("SELECT amount FROM orders WHERE id = 1").fetchone() == (10,)
     _, stmts = recorded(gw, user)
-    assert [(s["status"], s["decision"], s["rule"], s["reason"]) for s in stmts] == [
-        ("denied", "review", "orders-need-review", "orders are money"),
+    assert [(s["status"], s["decision"], s["rule"], s["sqlstate"]) for s in stmts] == [
+        ("denied", "review", "orders-need-review", "57014"),
         ("ok", "allow", "default", None),
     ]
+    assert stmts[0]["reason"].startswith("review ") and stmts[0]["reason"].endswith(" expired")
 
 
 def test_startup_settings_are_decided_like_set(gw: Gateway) -> None:

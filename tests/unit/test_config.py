@@ -111,3 +111,36 @@ def test_durations(text: object, seconds: float) -> None:
 def test_bad_durations(bad: object) -> None:
     with pytest.raises(ValueError):
         parse_duration(bad)
+
+
+REVIEW_RULE = """
+rules:
+  - name: orders-review
+    action: review
+    when: {kinds: [delete]}
+"""
+
+
+@pytest.mark.parametrize(("extra", "problem"), [
+    (REVIEW_RULE, "action review needs approvers"),
+    ("policy: {default: review}\n", "policy.default is review: set policy.review"),
+    (REVIEW_RULE.replace("action: review", "action: deny") + "    review: {approvers: [sre]}\n",
+     "a review block belongs to rules whose action is review"),
+    (REVIEW_RULE + "    review: {approvers: []}\n", "rules.0.review.approvers"),
+    (REVIEW_RULE + "    review: {approvers: [sre, sre]}\n", "distinct"),
+    (REVIEW_RULE + "    review: {approvers: [sre], min_approvals: 0}\n", "rules.0.review.min_approvals"),
+    (REVIEW_RULE + "    review: {approvers: [sre], expires_after: 10s, notice_interval: 1m}\n",
+     "notice_interval must not be longer than expires_after"),
+])
+def test_review_settings_are_checked(tmp_path: Path, extra: str, problem: str) -> None:
+    problems = _problems(tmp_path, BASE + extra)
+    assert any(problem in p for p in problems), problems
+
+
+def test_review_settings_resolve(tmp_path: Path) -> None:
+    cfg = load_config(_write(tmp_path, BASE + REVIEW_RULE + "    review: {approvers: [sre, dba], all_groups: true}\n"
+                             + "policy: {review: {approvers: [ops]}}\n"))
+    own = cfg.review_for("orders-review")
+    assert own is not None and own.approvals_needed == 2 and own.expires_after == 900
+    default = cfg.review_for("default")
+    assert default is not None and default.approvers == ["ops"]

@@ -30,6 +30,8 @@ def config(**extra: Any) -> Config:
             "ro": {"upstream": "postgresql://app@127.0.0.1:5432/shop", "read_only": True},
         },
     }
+    # review rules need approvers; these tests are about decisions, so every config has default ones
+    data["policy"] = {"review": {"approvers": ["sre"]}, **extra.pop("policy", {})}
     data.update(extra)
     return Config.model_validate(data)
 

@@ -25,6 +25,7 @@ from ..config import Config, PostgresConnection
 from ..pipeline import (
     ClientInfo,
     Pipeline,
+    ReviewRequired,
     Session,
     SessionRefused,
     StatementRecord,
@@ -45,6 +46,7 @@ from ..protocols.postgres.framing import (
 from ..protocols.postgres.tracker import ExchangeTracker
 from ..tls import upstream_context
 from .pg_masking import NeedCatalog, SessionMasker
+from .pg_review import HeldMessage, Outcome, wait_for_review
 
 log = logging.getLogger("wardgate.postgres")
 
@@ -125,6 +127,7 @@ class CancelTarget:
     port: int
     pid: int
     upstream_secret: int
+    client: ClientConnection | None = None  # whose key it is: a statement it holds for review is withdrawn
 
 
 class _Endpoint(asyncio.Protocol):
@@ -295,6 +298,10 @@ class ClientConnection(_Endpoint):
         self.plan: object = None
         self.copy_out = -1  # format of the COPY TO STDOUT in progress (0 text, 1 binary), -1: none
         self.held: list[tuple[int, bytes, int]] | None = None  # answers waiting for a catalog lookup
+        # A message held for review, and what the client sent after it (not read while it waits).
+        self.waiting: HeldMessage | None = None
+        self.stashed = bytearray()
+        self.review_task: asyncio.Task[Outcome] | None = None
 
     # --- lifecycle --------------------------------------------------------------------------------------------
 
@@ -323,7 +330,15 @@ class ClientConnection(_Endpoint):
                     up.write(encode.terminate())
                 up.close()
         self.frontend.unregister_cancel(self.backend_pid, self.cancel_secret)
+        if self.review_task is not None:
+            self.review_task.cancel()
         if self.session is not None and not self.session.ended:
+            w = self.waiting
+            if w is not None:
+                # The request stays as it is (pending): an approval later finds no session to run in.
+                for r in w.held.records:
+                    self.pipeline.finish(r, "lost", message=f"{self.closing_reason} while waiting for review "
+                                                            f"{w.review_id or '(not created)'}")
             for h in self.tracker.pending():
                 if isinstance(h, StatementRecord):
                     self.pipeline.finish(h, "lost", message=self.closing_reason)
@@ -475,7 +490,7 @@ class ClientConnection(_Endpoint):
         if self.transport is None or self.transport.is_closing():
             up.close()  # the client left while we were logging in upstream
             return
-        pid, secret = self.frontend.register_cancel(conn, key)
+        pid, secret = self.frontend.register_cancel(conn, key, self)
         self.backend_pid = pid
         self.cancel_secret = secret
         up.peer = self
@@ -563,15 +578,33 @@ class ClientConnection(_Endpoint):
     # --- relay: client -> upstream ---------------------------------------------------------------------------
 
     def relay(self, data: bytes) -> None:
-        up = self.upstream
-        if up is None or self.session is None:
+        if self.upstream is None or self.session is None:
+            return
+        if self.waiting is not None:  # a statement waits for review: what follows it waits too
+            self.stashed += data
+            if self.transport is not None:
+                self.transport.pause_reading()  # flow control may have resumed it: nothing more until then
             return
         try:
             frames = self.reader.feed_runs(data, NO_RUNS)
-            out = []
-            for kind, frame, _ in frames:
+        except ProtocolViolation as exc:
+            self._fatal("08P01", f"wardgate: protocol violation: {exc}", f"protocol violation: {exc}")
+            return
+        self._relay_frames(frames, [])
+
+    def _relay_frames(self, frames: list[tuple[int, bytes, int]], out: list[bytes]) -> None:
+        """Decide and forward client frames; a statement held for review stops the loop (the rest waits)."""
+        up = self.upstream
+        if up is None:
+            return
+        try:
+            for i, (kind, frame, _) in enumerate(frames):
                 if kind in _CLIENT_HANDLED:
-                    replacement = _CLIENT_HANDLED[kind](self, frame)
+                    try:
+                        replacement = _CLIENT_HANDLED[kind](self, frame)
+                    except ReviewRequired as held:
+                        self._hold(held, kind, frame, frames[i + 1 :])
+                        break
                     if replacement is not None:
                         out.append(replacement)
                 else:
@@ -586,6 +619,47 @@ class ClientConnection(_Endpoint):
         if out:
             up.write(out[0] if len(out) == 1 else b"".join(out))
 
+    # --- review: a statement waits for approval -------------------------------------------------------------
+
+    def _hold(self, held: ReviewRequired, kind: int, frame: bytes, rest: list[tuple[int, bytes, int]]) -> None:
+        assert self.session is not None and self.transport is not None
+        self.waiting = w = HeldMessage(held, kind, frame, rest)
+        self.transport.pause_reading()
+        self.review_task = task = asyncio.get_running_loop().create_task(
+            wait_for_review(self.pipeline, self.session, w, self.write))
+        task.add_done_callback(self._reviewed)
+
+    def _reviewed(self, task: asyncio.Task[Outcome]) -> None:
+        """The review is over: the held message runs or fails, then what the client sent after it is relayed."""
+        w, self.waiting, self.review_task = self.waiting, None, None
+        if task.cancelled() or w is None or self.closing_reason is not None:
+            return
+        exc = task.exception()
+        if exc is not None:
+            log.error("waiting for a review failed", exc_info=exc)
+            self._fatal("XX000", "wardgate: internal error (see the gateway log)", "internal error")
+            return
+        records, refusal = task.result()
+        if w.kind == m.QUERY:
+            if records is not None:
+                first = self._query_runs(w.frame, w.held.text, records)
+            else:
+                assert refusal is not None
+                self.tracker.query([self._refuse(refusal)])
+                first = encode.query(_REFUSED_SQL)
+        elif records is not None:
+            first = self._execute_runs(w.frame, records[0])
+        else:
+            assert refusal is not None
+            first = self._execute_refused(refusal)
+        self.pipeline.commit_or_log(f"the outcome of review {w.review_id}")
+        self._relay_frames(w.rest, [first])
+        if self.waiting is None and self.transport is not None and not self.transport.is_closing():
+            stashed, self.stashed = bytes(self.stashed), bytearray()
+            self.transport.resume_reading()
+            if stashed:
+                self.relay(stashed)
+
     def _refuse(self, exc: StatementRefused) -> Refusal:
         return Refusal(encode.error_response(exc.sqlstate, exc.message, detail=exc.detail, hint=exc.hint))
 
@@ -593,10 +667,14 @@ class ClientConnection(_Endpoint):
         assert self.session is not None
         text = decode.query(frame)
         try:
-            records: list[Handle] = list(self.pipeline.on_query(self.session, text, self.tracker.statements))
+            records = self.pipeline.on_query(self.session, text, self.tracker.statements)
         except StatementRefused as exc:
             self.tracker.query([self._refuse(exc)])
             return encode.query(_REFUSED_SQL)
+        return self._query_runs(frame, text, records)
+
+    def _query_runs(self, frame: bytes, text: str, accepted: list[StatementRecord]) -> bytes:
+        records: list[Handle] = list(accepted)
         self.tracker.query(records)
         self.described.discard("")
         if any(r.info.kind in _PREPARED_KINDS for r in records if isinstance(r, StatementRecord)):
@@ -665,9 +743,16 @@ class ClientConnection(_Endpoint):
         try:
             rec = self.pipeline.on_execute(self.session, text, param_count, self.tracker.statements)
         except StatementRefused as exc:
-            self.tracker.add(self._refuse(exc))
-            self.doomed = True
-            return encode.parse(_REFUSED_NAME, _REFUSED_SQL)
+            return self._execute_refused(exc)
+        return self._execute_runs(frame, rec)
+
+    def _execute_refused(self, exc: StatementRefused) -> bytes:
+        self.tracker.add(self._refuse(exc))
+        self.doomed = True
+        return encode.parse(_REFUSED_NAME, _REFUSED_SQL)
+
+    def _execute_runs(self, frame: bytes, rec: StatementRecord) -> bytes:
+        e = decode.execute(frame)
         rec.portal = e.portal
         self.copy_syncs = 0
         self.copy_closed = False
@@ -1007,12 +1092,14 @@ class PostgresFrontend:
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
-    def register_cancel(self, conn: PostgresConnection, upstream_key: tuple[int, int]) -> tuple[int, int]:
+    def register_cancel(self, conn: PostgresConnection, upstream_key: tuple[int, int],
+                        client: ClientConnection | None = None) -> tuple[int, int]:
         """The client's BackendKeyData: the upstream's real pid (which pg_backend_pid() and notifications show
         anyway) with a secret of the gateway's own; the upstream's real secret never leaves the gateway."""
         pid = upstream_key[0]
         secret = secrets.randbits(32) - 2**31
-        self.cancel_keys.setdefault(pid, []).append(CancelTarget(secret, conn.host, conn.port, *upstream_key))
+        self.cancel_keys.setdefault(pid, []).append(
+            CancelTarget(secret, conn.host, conn.port, *upstream_key, client=client))
         return pid, secret
 
     def unregister_cancel(self, pid: int, secret: int) -> None:
@@ -1030,6 +1117,9 @@ class PostgresFrontend:
                 target = t
         if target is None:
             log.warning("ignored a cancel request with an unknown key")
+            return
+        if target.client is not None and target.client.waiting is not None:
+            target.client.waiting.withdrawn.set()  # the statement waits for review, not for the server
             return
         with contextlib.suppress(OSError, TimeoutError):
             async with asyncio.timeout(5):

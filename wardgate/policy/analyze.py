@@ -16,6 +16,8 @@ from pglast import parser as pg
 
 # Top-level node -> kind. Unlisted Create*/Alter*/Drop* nodes are create/alter/drop; anything else is named after
 # its node, snake-cased (e.g. "ClusterStmt" -> "cluster").
+REASON_SETTING = "wardgate.reason"
+
 _KINDS = {
     "SelectStmt": "select",
     "InsertStmt": "insert",
@@ -182,6 +184,8 @@ def _top(facts: Facts, name: str, node: dict[str, Any]) -> None:
         if var in ("role", "session_authorization", "standard_conforming_strings", "client_encoding") \
                 and facts.kind == "set":
             facts.tags.add(f"set_{var}")
+        if var == REASON_SETTING:  # the requester's reason for reviews (SET or RESET): the gateway keeps it
+            facts.tags.add("set_reason")
         if var in _READ_ONLY_SETTINGS and node.get("kind") == "VAR_SET_VALUE":
             if any(_off(a) for a in node.get("args", [])):
                 facts.tags.add("read_write")

@@ -14,7 +14,7 @@ from typing import Any
 
 from pglast import parser as pg
 
-from .analyze import Facts, analyze
+from .analyze import REASON_SETTING, Facts, analyze
 
 # Lexer tokens that carry literal values; these are what redaction replaces.
 _LITERALS = frozenset({"SCONST", "USCONST", "ICONST", "FCONST", "BCONST", "XCONST"})
@@ -192,3 +192,25 @@ def _after_as(prepare: str) -> str | None:
         elif tok.name == "AS" and depth == 0 and i + 1 < len(tokens):
             return prepare[tokens[i + 1].start :].strip()
     return None
+
+
+def reason_setting(text: str) -> str | None:
+    """The value the last ``SET wardgate.reason`` of ``text`` gives ('' for RESET or DEFAULT); None when no
+    statement of it sets the reason. Called only for statements tagged ``set_reason``."""
+    try:
+        stmts = json.loads(pg.parse_sql_json(text)).get("stmts", [])
+    except pg.ParseError:
+        return None
+    value = None
+    for st in stmts:
+        node = st.get("stmt", {}).get("VariableSetStmt")
+        if not node or node.get("name") != REASON_SETTING:
+            continue
+        args = node.get("args", [])
+        if node.get("kind") == "VAR_SET_VALUE" and args:
+            const = args[0].get("A_Const", {})
+            value = str(const.get("sval", {}).get("sval", "")) if "sval" in const else str(
+                next(iter(const.get("ival", const.get("fval", {})).values()), ""))
+        else:
+            value = ""
+    return value

@@ -101,6 +101,44 @@ events = Table(
     Index("ix_events_at", "at"),
 )
 
+reviews = Table(
+    "reviews",
+    metadata,
+    Column("id", String(16), primary_key=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("status", String(16), nullable=False),  # pending | approved | denied | expired | withdrawn | executed
+    Column("requester", String(256), nullable=False),
+    Column("requester_groups", Text, nullable=False),  # JSON list
+    Column("connection", String(64), nullable=False),
+    Column("session_id", String(36)),
+    Column("gateway", String(128), nullable=False),
+    Column("rule", String(64), nullable=False),
+    Column("rule_reason", Text, nullable=False),
+    Column("statement", Text, nullable=False),  # exactly what runs if approved (never sent in notifications)
+    Column("redacted", Text),  # literals replaced by $n: what notices, listings and the audit log show
+    Column("param_count", Integer, nullable=False),
+    Column("reason", Text),  # the requester's
+    Column("spec", Text, nullable=False),  # JSON: approvers, min_approvals, all_groups
+    Column("decided_at", DateTime(timezone=True)),
+    Column("decided_by", Text),  # JSON list of the reviewers whose votes decided
+    Column("decision_reason", Text),
+    Column("executed_at", DateTime(timezone=True)),
+    Index("ix_reviews_status", "status"),
+    Index("ix_reviews_created_at", "created_at"),
+)
+
+review_votes = Table(
+    "review_votes",
+    metadata,
+    Column("review_id", String(16), ForeignKey("reviews.id"), primary_key=True),
+    Column("reviewer", String(256), primary_key=True),  # one vote per reviewer
+    Column("groups", Text, nullable=False),  # JSON list, as the reviewer's token said when voting
+    Column("approve", Integer, nullable=False),  # 1 approve, 0 deny
+    Column("reason", Text),
+    Column("at", DateTime(timezone=True), nullable=False),
+)
+
 journal_offsets = Table(
     "journal_offsets",
     metadata,
