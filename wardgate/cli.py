@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from .cli_common import _json, _load, _store, _table, _ts, config_options
+from .cli_exec import exec_
 from .cli_reviews import reviews
 from .config import Config, parse_duration
 from .store import Store
@@ -23,6 +24,7 @@ def main() -> None:
 
 
 main.add_command(reviews)
+main.add_command(exec_)
 
 
 @main.command()

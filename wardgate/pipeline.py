@@ -518,6 +518,14 @@ class Pipeline:
         }, session.id)
         return review
 
+    def approved_request(self, session: Session, held: ReviewRequired) -> Review | None:
+        """An approved request of this requester for exactly this message, not run yet (their client went away
+        while it waited, or they asked with ``wardgate exec --no-wait``): it runs now instead of a new request.
+        Only for messages without bound parameters, whose text is the whole statement (blocking)."""
+        if any(r.param_count for r in held.records):
+            return None
+        return self.reviews.find_approved(session.identity.subject, session.connection_name, held.text)
+
     def review_approved(self, session: Session, held: ReviewRequired, review_id: str,
                         approvers: tuple[str, ...]) -> list[StatementRecord]:
         """The held message runs: its records say who approved it. Marks the request executed, so that it never

@@ -6,6 +6,7 @@ from outside the approver groups, double votes and "one person for two groups" a
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -273,3 +274,46 @@ def test_client_gone_while_waiting_leaves_the_request_and_records_the_statement_
     assert f"client disconnected while waiting for review {r.id}" in stmts[0]["error_message"]
     assert review(gw, r.id).status == "pending"
     assert amount(upstream, "orders", 5) == 50
+    # Approved later, the requester runs exactly that statement again, from any client: it runs, once.
+    assert vote(gw, "approve", r.id, gw.token(unique("sre"), "sre")).returncode == 0
+    with psycopg.connect(gw.dsn(user, gw.token(user)), autocommit=True) as conn:
+        psycopg.ClientCursor(conn).execute("UPDATE orders SET amount = 51 WHERE id = 5")  # psql sends it so
+    assert amount(upstream, "orders", 5) == 51 and review(gw, r.id).status == "executed"
+
+
+def test_exec_prints_results_and_a_request_left_pending_runs_once_when_approved(
+        gw: Gateway, upstream: UpstreamDB) -> None:
+    seed(upstream, "orders", (6, 60), (7, 70))
+    user, reviewer = unique("agent"), unique("sre")
+    tok = gw.token(user)
+    as_json = gw.cli("exec", "app", "--sql", "SELECT id, amount FROM orders WHERE id IN (6, 7) ORDER BY id",
+                     "--token", tok, "--format", "json")
+    assert json.loads(as_json.stdout) == [{"id": "6", "amount": "60"}, {"id": "7", "amount": "70"}]
+    as_csv = gw.cli("exec", "app", "--sql", "SELECT id, NULL AS note FROM orders WHERE id = 6", "--token", tok,
+                    "--format", "csv")
+    assert as_csv.stdout == "id,note\n6,\n"
+    table = gw.cli("exec", "app", "--sql", "SELECT 1 AS one; SELECT 'x' AS letter", "--token", tok)
+    assert table.stdout.splitlines() == ["one", "---", "1", "(1 row)", "letter", "------", "x", "(1 row)"]
+    refused = gw.cli("exec", "app", "--sql", "TRUNCATE orders", "--token", tok, check=False)
+    assert refused.returncode == 1
+    assert 'ERROR: 42501 wardgate: truncate statement denied by rule "no-truncate"' in refused.stderr
+
+    update = "UPDATE orders SET amount = 61 WHERE id = 6"
+    left = gw.cli("exec", "app", "--sql", update, "--token", tok, "--no-wait", check=False)
+    assert left.returncode == 3, left.stderr
+    r = pending_of(gw, user)
+    assert f"held for review {r.id}" in left.stderr and amount(upstream, "orders", 6) == 60
+    assert vote(gw, "approve", r.id, gw.token(reviewer, "sre")).returncode == 0
+    # Not the approved statement: a request of its own.
+    other = gw.cli("exec", "app", "--sql", update.replace("61", "62"), "--token", tok, "--no-wait", check=False)
+    assert other.returncode == 3 and r.id not in other.stderr
+    ran = gw.cli("exec", "app", "--sql", update, "--token", tok)
+    assert ran.stdout.strip() == "UPDATE 1" and f"running review {r.id}, approved by {reviewer}" in ran.stderr
+    assert amount(upstream, "orders", 6) == 61
+    assert review(gw, r.id).status == "executed"
+    again = gw.cli("exec", "app", "--sql", update, "--token", tok, "--no-wait", check=False)
+    assert again.returncode == 3 and r.id not in again.stderr  # approved once, runs once: a new request
+    # Another requester's identical statement is not covered by this approval either.
+    stranger = unique("agent")
+    theirs = gw.cli("exec", "app", "--sql", update, "--token", gw.token(stranger), "--no-wait", check=False)
+    assert theirs.returncode == 3

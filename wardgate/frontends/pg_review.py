@@ -48,6 +48,12 @@ async def wait_for_review(pipeline: Pipeline, session: Session, w: HeldMessage,
     loop = asyncio.get_running_loop()
     spec = w.held.spec
     try:
+        earlier = await loop.run_in_executor(None, pipeline.approved_request, session, w.held)
+        if earlier is not None:
+            w.review_id = earlier.id
+            notice(encode.notice_response(f"wardgate: running review {earlier.id}, approved by "
+                                          f"{', '.join(earlier.decided_by)} (an approved statement runs once)"))
+            return await _run_approved(pipeline, session, w, earlier.id, earlier.decided_by)
         review = await loop.run_in_executor(None, pipeline.request_review, session, w.held)
     except StoreError as exc:
         log.error("cannot create a review request (rule %s): %s", w.held.decision.rule, exc)
@@ -85,17 +91,7 @@ async def wait_for_review(pipeline: Pipeline, session: Session, w: HeldMessage,
                 return None, pipeline.review_refused(session, w.held, review.id, EXPIRED, (), None)
             continue
         if status == APPROVED:
-            try:
-                records = await loop.run_in_executor(None, pipeline.review_approved, session, w.held, review.id,
-                                                     deciders)
-            except StatementRefused as exc:
-                return None, pipeline.refuse_held(session, w.held, exc)
-            except StoreError as exc:
-                log.error("cannot mark review %s executed: %s", review.id, exc)
-                return None, pipeline.refuse_held(session, w.held, StatementRefused(
-                    "58030", f"wardgate: review {review.id} was approved, but the store cannot record that it "
-                    "runs now, so it does not run", None, "try again when the gateway's store is back"))
-            return records, None
+            return await _run_approved(pipeline, session, w, review.id, deciders)
         if status in (DENIED, EXPIRED, WITHDRAWN):
             return None, pipeline.review_refused(session, w.held, review.id, status, deciders, why)
         if status != PENDING:  # executed elsewhere: an approved request runs once
@@ -107,6 +103,22 @@ async def wait_for_review(pipeline: Pipeline, session: Session, w: HeldMessage,
                 f"wardgate: still waiting for review {review.id} ({spec.describe()}); it expires in "
                 f"{left // 60}m{left % 60:02d}s"))
             next_notice = time.monotonic() + spec.notice_interval
+
+
+async def _run_approved(pipeline: Pipeline, session: Session, w: HeldMessage, review_id: str,
+                        deciders: tuple[str, ...]) -> Outcome:
+    """Mark the request executed (it runs once), then hand back the records that run."""
+    loop = asyncio.get_running_loop()
+    try:
+        records = await loop.run_in_executor(None, pipeline.review_approved, session, w.held, review_id, deciders)
+    except StatementRefused as exc:
+        return None, pipeline.refuse_held(session, w.held, exc)
+    except StoreError as exc:
+        log.error("cannot mark review %s executed: %s", review_id, exc)
+        return None, pipeline.refuse_held(session, w.held, StatementRefused(
+            "58030", f"wardgate: review {review_id} was approved, but the store cannot record that it runs now, "
+            "so it does not run", None, "try again when the gateway's store is back"))
+    return records, None
 
 
 def _hhmm(dt: datetime) -> str:

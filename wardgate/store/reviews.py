@@ -146,6 +146,21 @@ class ReviewStore:
         with self.store._guard(), self.store.engine.connect() as conn:
             return [_review(r._mapping, []) for r in conn.execute(q)]
 
+    def find_approved(self, requester: str, connection: str, statement: str) -> Review | None:
+        """The oldest approved, not yet executed request of ``requester`` on ``connection`` for exactly
+        ``statement`` (no bound parameters), approved no longer ago than its own expiry period: what a requester
+        whose client went away may still run, once."""
+        q = (select(_R).where(_R.c.status == APPROVED, _R.c.requester == requester, _R.c.connection == connection,
+                              _R.c.statement == statement, _R.c.param_count == 0)
+             .order_by(_R.c.decided_at).limit(20))
+        at = now()
+        with self.store._guard(), self.store.engine.connect() as conn:
+            for row in conn.execute(q):
+                r = _review(row._mapping, [])
+                if r.decided_at is not None and at - r.decided_at < timedelta(seconds=r.spec.expires_after):
+                    return r
+        return None
+
     def status(self, review_id: str) -> tuple[str, tuple[str, ...], str | None, datetime]:
         """(status, decided_by, decision_reason, expires_at): what a waiting session polls."""
         with self.store._guard(), self.store.engine.connect() as conn:

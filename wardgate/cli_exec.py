@@ -1,0 +1,146 @@
+"""`wardgate exec`: one query string through the gateway, without a database client.
+
+It is a client of the gateway like psql: it connects to the gateway's listener with the caller's token and sends
+the text as one simple Query, so the same pipeline decides, masks, holds for review and records it. That is how
+services, runbooks and AI agents run one-off statements. With ``--no-wait`` a statement held for review is left
+pending (the command prints the request and exits 3); once approved, running the same command again runs it,
+once.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import sys
+import threading
+from typing import Any
+
+import click
+import jwt
+import psycopg
+
+from .cli_common import _load, config_options
+from .config import parse_host_port
+
+EXIT_HELD = 3  # left waiting for review (--no-wait)
+
+
+def _user_of(token: str) -> str:
+    """The user name a token is for (the gateway checks the token and that it matches; this only reads it)."""
+    try:
+        sub = jwt.decode(token, options={"verify_signature": False}).get("sub")
+    except jwt.PyJWTError:
+        sub = None
+    if not isinstance(sub, str) or not sub:
+        raise click.UsageError("the token is not a wardgate token (give --user for another kind)")
+    return sub
+
+
+@click.command("exec")
+@config_options
+@click.argument("connection")
+@click.option("--sql", "text", required=True, help="The query string (several statements run as one message).")
+@click.option("--token", envvar="WARDGATE_TOKEN", default=None, help="Your token (default: $WARDGATE_TOKEN).")
+@click.option("--user", default=None, help="The user name (default: the token's).")
+@click.option("--host", default=None, help="The gateway (default: listen.postgres of the config).")
+@click.option("--port", type=int, default=None)
+@click.option("--sslmode", default="require", show_default=True,
+              type=click.Choice(["disable", "require", "verify-ca", "verify-full"]))
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+@click.option("--wait/--no-wait", default=True, show_default=True,
+              help="Wait for a review, or leave it pending and exit 3 (run the same command again once approved).")
+def exec_(config_path: str | None, store_url: str | None, connection: str, text: str, token: str | None,
+          user: str | None, host: str | None, port: int | None, sslmode: str, fmt: str, wait: bool) -> None:
+    """Run one query string on CONNECTION through the gateway and print its results."""
+    if not token:
+        raise click.UsageError("exec needs your token: --token or WARDGATE_TOKEN")
+    if host is None or port is None:
+        cfg = _load(config_path, store_url)
+        h, p = parse_host_port(cfg.listen.postgres)
+        host, port = host or h, port or p
+    params: dict[str, Any] = {"host": host, "port": port, "dbname": connection, "user": user or _user_of(token),
+                              "password": token, "sslmode": sslmode, "application_name": "wardgate exec",
+                              "connect_timeout": 10}
+    try:
+        conn = psycopg.connect(autocommit=True, **params)
+    except psycopg.OperationalError as exc:
+        click.echo(f"wardgate: cannot connect to the gateway at {host}:{port}: {_first_line(exc)}", err=True)
+        sys.exit(1)
+    held = threading.Event()
+
+    def on_notice(d: psycopg.errors.Diagnostic) -> None:
+        message = d.message_primary or ""
+        click.echo(f"{d.severity}: {message}", err=True)
+        if "held for review" in message:
+            held.set()
+
+    conn.add_notice_handler(on_notice)
+    cur = psycopg.ClientCursor(conn)  # the simple protocol: the text is sent, and reviewed, as it is
+    failed: list[psycopg.Error] = []
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            cur.execute(text.encode())
+        except psycopg.Error as exc:
+            failed.append(exc)
+        finally:
+            done.set()
+
+    threading.Thread(target=run, daemon=True).start()
+    while not done.wait(0.05):
+        if held.is_set() and not wait:
+            # Leave the request pending: going away now (the socket closes with the process) keeps it, and the
+            # gateway records the statement as lost.
+            click.echo("the statement waits for review; run the same command again once it is approved", err=True)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(EXIT_HELD)
+    if failed:
+        d = failed[0].diag
+        click.echo(f"ERROR: {d.sqlstate or ''} {d.message_primary or _first_line(failed[0])}".replace("  ", " "),
+                   err=True)
+        for label, value in (("DETAIL", d.message_detail), ("HINT", d.message_hint)):
+            if value:
+                click.echo(f"{label}: {value}", err=True)
+        conn.close()
+        sys.exit(1)
+    try:
+        while True:
+            _print(cur, fmt)
+            if not cur.nextset():
+                break
+    finally:
+        conn.close()
+
+
+def _print(cur: psycopg.ClientCursor[Any], fmt: str) -> None:
+    if cur.description is None:
+        click.echo(cur.statusmessage or "")
+        return
+    names = [c.name for c in cur.description]
+    rows = [[_text(v) for v in r] for r in cur.fetchall()]
+    if fmt == "json":
+        click.echo(json.dumps([dict(zip(names, r, strict=True)) for r in rows], indent=2))
+    elif fmt == "csv":
+        w = csv.writer(sys.stdout, lineterminator="\n")
+        w.writerow(names)
+        w.writerows(["" if v is None else v for v in r] for r in rows)
+    else:
+        shown = [["NULL" if v is None else v for v in r] for r in rows]
+        widths = [max([len(n)] + [len(r[i]) for r in shown]) for i, n in enumerate(names)]
+        click.echo(" | ".join(n.ljust(w) for n, w in zip(names, widths, strict=True)).rstrip())
+        click.echo("-+-".join("-" * w for w in widths))
+        for r in shown:
+            click.echo(" | ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
+        click.echo(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")
+
+
+def _text(v: object) -> str | None:
+    """Values as text (JSON output keeps NULL as null); psycopg's Python values through str()."""
+    return None if v is None else str(v)
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
