@@ -18,8 +18,10 @@ import click
 from .cli_common import _json, _load, _store, _table, _ts, config_options
 from .identity.model import AuthFailure, Identity
 from .reviews.model import APPROVED, DENIED, PENDING, VoteRefused
+from .reviews.notify import DECIDED, messages
 from .store import Store, StoreError
 from .store.db import Write
+from .store.notifications import Outbox
 from .store.reviews import Review, ReviewStore
 
 
@@ -142,6 +144,13 @@ def _vote(config_path: str | None, store_url: str | None, token: str | None, rev
         click.echo(f"wardgate: {exc}", err=True)
         sys.exit(1)
     _event(store, "review_vote", who, after, {"vote": verb, "reason": reason or None})
+    if after.status in (APPROVED, DENIED):
+        cfg = _load(config_path, store_url)
+        try:
+            Outbox(store).enqueue(DECIDED, after.id, messages(cfg.notifications, DECIDED, after.public(), "cli"))
+        except StoreError as exc:  # the decision stands; only its notice is missing
+            click.echo(f"wardgate: the decision is recorded, but its notifications could not be queued: {exc}",
+                       err=True)
     if after.status == APPROVED:
         _event(store, "review_approved", who, after, {"approved_by": list(after.decided_by)})
         click.echo(f"review {after.id} approved by {', '.join(after.decided_by)}: the statement runs in the "

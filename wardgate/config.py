@@ -395,6 +395,87 @@ class MaskingConfig(_Model):
         return None if v is None else _resolve_secret(v, _base(info))
 
 
+NotifyEvent = Literal["review_requested", "review_decided"]
+
+
+def _all_events() -> list[NotifyEvent]:
+    return ["review_requested", "review_decided"]
+
+
+class WebhookConfig(_Model):
+    """A URL that gets review events: wardgate's JSON (signed) or a Slack-compatible incoming-webhook payload."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.:-]{0,62}$")
+    url: str = Field(pattern=r"^https?://\S+$")
+    format: Literal["json", "slack"] = "json"
+    secret: SecretRef | None = None  # HMAC-SHA256 key of the X-Wardgate-Signature header; required for json
+    events: list[NotifyEvent] = Field(default_factory=_all_events)
+    timeout: Duration = 5.0
+
+    @field_validator("secret", mode="before")
+    @classmethod
+    def _secret(cls, v: object, info: ValidationInfo) -> SecretRef | None:
+        return None if v is None else _resolve_secret(v, _base(info))
+
+    @field_validator("url", mode="before")
+    @classmethod
+    def _url(cls, v: object, info: ValidationInfo) -> object:
+        """A Slack webhook URL is itself a secret: env:NAME and file:PATH are read like secrets."""
+        if isinstance(v, str) and v.startswith(("env:", "file:")):
+            return _resolve_secret(v, _base(info)).value
+        return v
+
+    @model_validator(mode="after")
+    def _signed(self) -> WebhookConfig:
+        if self.format == "json" and self.secret is None:
+            raise ValueError("a json webhook needs a secret (env:NAME or file:PATH): receivers check the signature")
+        if self.secret is not None and len(self.secret.value.encode()) < 16:
+            raise ValueError("the webhook secret must be at least 16 bytes")
+        return self
+
+
+class EmailConfig(_Model):
+    """Mail over SMTP: review requests to the approver groups' addresses, decisions to the requester's."""
+
+    server: str  # HOST:PORT
+    sender: str = Field(pattern=r"^[^@\s]+@[^@\s]+$")
+    starttls: bool = False
+    username: str | None = None
+    password: SecretRef | None = None
+    reviewers: dict[str, list[str]] = Field(default_factory=dict)  # group -> addresses
+    requesters: dict[str, str] = Field(default_factory=dict)  # user -> address
+    events: list[NotifyEvent] = Field(default_factory=_all_events)
+    timeout: Duration = 10.0
+
+    @field_validator("password", mode="before")
+    @classmethod
+    def _secret(cls, v: object, info: ValidationInfo) -> SecretRef | None:
+        return None if v is None else _resolve_secret(v, _base(info))
+
+    @field_validator("server")
+    @classmethod
+    def _hostport(cls, v: str) -> str:
+        parse_host_port(v)
+        return v
+
+
+class NotificationsConfig(_Model):
+    """Who hears of review requests and decisions (docs/reviews.md). Deliveries are queued in the store and
+    retried with exponential backoff; a failing receiver never holds up a review."""
+
+    webhooks: list[WebhookConfig] = Field(default_factory=list)
+    email: EmailConfig | None = None
+    max_attempts: int = Field(default=8, ge=1, le=30)
+    retry_after: Duration = 2.0  # the first retry's delay; each next one doubles, up to 10 minutes
+
+    @model_validator(mode="after")
+    def _names(self) -> NotificationsConfig:
+        names = [w.name for w in self.webhooks]
+        if len(set(names)) != len(names) or "email" in names:
+            raise ValueError("webhook names must be distinct (and not 'email')")
+        return self
+
+
 class Config(_Model):
     store: str = DEFAULT_STORE
     data_dir: Path = Field(default=Path(".wardgate"), validate_default=True)
@@ -407,6 +488,7 @@ class Config(_Model):
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     rules: list[RuleConfig] = Field(default_factory=list)
     masking: MaskingConfig = Field(default_factory=MaskingConfig)
+    notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)
 
     @field_validator("data_dir", mode="before")
     @classmethod

@@ -29,8 +29,10 @@ from .policy.rules import UNPARSED_RULE, UNREADABLE_RULE, Decision, Policy, Rule
 from .policy.sql import StatementInfo, classify, reason_setting
 from .policy.startup import UnsupportedOption, as_statement, startup_settings
 from .reviews.model import ReviewSpec
+from .reviews.notify import DECIDED, REQUESTED, messages
 from .store import StoreError
 from .store.db import Write
+from .store.notifications import Delivery, Outbox
 from .store.reviews import Review, ReviewStore
 
 log = logging.getLogger("wardgate.pipeline")
@@ -175,6 +177,7 @@ class Pipeline:
         self.policy = Policy(config)
         self.masking = masking_policy(config)
         self.reviews = ReviewStore(recorder.store)
+        self.outbox = Outbox(recorder.store)
         self._review_specs: dict[str, ReviewSpec | None] = {}
 
     # --- sessions -------------------------------------------------------------------------------------------
@@ -510,6 +513,7 @@ class Pipeline:
             connection=session.connection_name, session_id=session.id, gateway=self.gateway_id, rule=d.rule,
             rule_reason=d.reason, statement=held.text, redacted=redacted,
             param_count=sum(r.param_count for r in held.records), reason=session.review_reason)
+        self.notify(REQUESTED, review)
         self._event("review_requested", session.identity.subject, session.connection_name, session.client, {
             "review": review.id, "rule": d.rule, "statement": redacted, "approvers": list(held.spec.approvers),
             "min_approvals": held.spec.min_approvals, "all_groups": held.spec.all_groups,
@@ -517,6 +521,29 @@ class Pipeline:
             "seq": held.records[0].seq,
         }, session.id)
         return review
+
+    def notify(self, event: str, review: Review) -> None:
+        """Queue the notifications of a review event (blocking). A failure is logged, never raised: a
+        notification that cannot be queued must not hold up the review itself."""
+        try:
+            self.outbox.enqueue(event, review.id, messages(self.config.notifications, event, review.public(),
+                                                           self.gateway_id))
+        except StoreError as exc:
+            log.error("cannot queue the %s notifications of review %s: %s", event, review.id, exc)
+
+    def notify_decided(self, review_id: str) -> None:
+        """Tell the requester (and the webhooks) how a review ended, when the gateway ended it (expiry)."""
+        try:
+            review = self.reviews.get(review_id)
+        except StoreError as exc:
+            log.error("cannot read review %s to notify its outcome: %s", review_id, exc)
+            return
+        if review is not None:
+            self.notify(DECIDED, review)
+
+    def notification_gave_up(self, d: Delivery, error: str) -> None:
+        self._event("notification_failed", None, None, None, {
+            "notification": d.id, "channel": d.channel, "event": d.event, "review": d.review_id, "error": error})
 
     def approved_request(self, session: Session, held: ReviewRequired) -> Review | None:
         """An approved request of this requester for exactly this message, not run yet (their client went away

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import os
@@ -22,6 +23,7 @@ from .frontends.postgres import PostgresFrontend
 from .identity.keys import load_or_create
 from .identity.tokens import TokenService
 from .pipeline import Pipeline
+from .reviews.deliver import Deliverer
 from .store import Store
 from .tls import ensure_self_signed, server_context
 
@@ -70,6 +72,11 @@ async def serve(config: Config, store: Store) -> None:
     except BaseException:
         recorder.stop(timeout=5)
         raise
+    notify_stop = asyncio.Event()
+    notify_task = None
+    if config.notifications.webhooks or config.notifications.email:  # nothing is queued otherwise
+        deliverer = Deliverer(config.notifications, pipeline.outbox, pipeline.notification_gave_up)
+        notify_task = loop.create_task(deliverer.run(notify_stop))
     bound = ", ".join(f"{s.getsockname()[0]}:{s.getsockname()[1]}" for s in server.sockets)
     log.info(
         "wardgate %s listening for PostgreSQL clients on %s (%s); store %s; connections: %s",
@@ -85,6 +92,10 @@ async def serve(config: Config, store: Store) -> None:
         log.info("shutting down")
         server.close()
         frontend.shutdown()
+        notify_stop.set()
+        if notify_task is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(notify_task, 5)
         await asyncio.sleep(0.05)
         if not recorder.stop(timeout=10):
             log.error("some audit records could not be written before shutdown")

@@ -81,8 +81,9 @@ async def wait_for_review(pipeline: Pipeline, session: Session, w: HeldMessage,
                         break
             status, deciders, why, expires = await loop.run_in_executor(None, pipeline.reviews.status, review.id)
             if status == PENDING and datetime.now(UTC) >= expires:
-                await loop.run_in_executor(None, pipeline.reviews.settle, review.id, PENDING, EXPIRED,
-                                           "nobody decided in time")
+                if await loop.run_in_executor(None, pipeline.reviews.settle, review.id, PENDING, EXPIRED,
+                                              "nobody decided in time"):
+                    await loop.run_in_executor(None, pipeline.notify_decided, review.id)
                 continue
         except StoreError as exc:
             # The state cannot be read: keep waiting (nothing runs unapproved) until the request would expire.

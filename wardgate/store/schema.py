@@ -139,6 +139,24 @@ review_votes = Table(
     Column("at", DateTime(timezone=True), nullable=False),
 )
 
+notifications = Table(
+    "notifications",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("event", String(32), nullable=False),  # review_requested | review_decided
+    Column("review_id", String(16), nullable=False),
+    Column("channel", String(64), nullable=False),  # a webhook's name, or "email"
+    Column("payload", Text, nullable=False),  # what is sent (JSON); never holds a secret or a raw statement
+    Column("status", String(16), nullable=False),  # pending | sent | failed
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=False),
+    Column("claimed_until", DateTime(timezone=True)),  # a gateway is delivering it until then
+    Column("last_error", Text),
+    Column("sent_at", DateTime(timezone=True)),
+    Index("ix_notifications_due", "status", "next_attempt_at"),
+)
+
 journal_offsets = Table(
     "journal_offsets",
     metadata,
