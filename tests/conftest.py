@@ -255,3 +255,14 @@ def recorded(gateway: Gateway, user: str, sessions: int = 1) -> tuple[dict[str, 
     stmts = store.statements(s["id"])
     assert [st["seq"] for st in stmts] == list(range(1, len(stmts) + 1)), "a statement record is missing"
     return s, stmts
+
+
+@pytest.fixture
+def pg_store_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for a store (several replicas share one), dropped afterwards."""
+    name = unique("wgt_store")
+    with psycopg.connect(ADMIN_DSN, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    yield f"postgresql://postgres@{PG_HOST}:{PG_PORT}/{name}"
+    with psycopg.connect(ADMIN_DSN, autocommit=True) as admin:
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))

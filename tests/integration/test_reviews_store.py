@@ -8,11 +8,8 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
-from psycopg import sql
 
-from tests.conftest import ADMIN_DSN, PG_HOST, PG_PORT, unique
 from wardgate.reviews.model import ReviewSpec, VoteRefused
 from wardgate.store import Store
 from wardgate.store.reviews import Review, ReviewStore
@@ -20,21 +17,12 @@ from wardgate.store.reviews import Review, ReviewStore
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    if request.param == "sqlite":
-        s = Store(f"sqlite:///{tmp_path / 'reviews.db'}")
-        s.migrate()
-        yield s
-        s.close()
-        return
-    name = unique("wgt_reviews")
-    with psycopg.connect(ADMIN_DSN, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    s = Store(f"postgresql://postgres@{PG_HOST}:{PG_PORT}/{name}")
+    url = f"sqlite:///{tmp_path / 'reviews.db'}" if request.param == "sqlite" else request.getfixturevalue(
+        "pg_store_url")
+    s = Store(url)
     s.migrate()
     yield s
     s.close()
-    with psycopg.connect(ADMIN_DSN, autocommit=True) as admin:
-        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def request(rs: ReviewStore, spec: ReviewSpec) -> Review:

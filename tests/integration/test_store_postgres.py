@@ -2,29 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import psycopg
-import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from psycopg import sql
 
-from tests.conftest import ADMIN_DSN, PG_HOST, PG_PORT, UpstreamDB, flush_wait, run_gateway, unique
+from tests.conftest import UpstreamDB, flush_wait, run_gateway
 from wardgate.store import Store
 from wardgate.store.schema import metadata
-
-
-@pytest.fixture
-def pg_store_url() -> Iterator[str]:
-    name = unique("wgt_store")
-    with psycopg.connect(ADMIN_DSN, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    yield f"postgresql://postgres@{PG_HOST}:{PG_PORT}/{name}"
-    with psycopg.connect(ADMIN_DSN, autocommit=True) as admin:
-        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def _schema_diff(store: Store) -> list[object]:
