@@ -283,6 +283,39 @@ class RuleMatch(_Model):
         return self
 
 
+Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+
+def _every_day() -> list[Day]:
+    return ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+
+class WindowConfig(_Model):
+    """A maintenance window: approvals of a review count only within it."""
+
+    days: list[Day] = Field(default_factory=_every_day, min_length=1)
+    start: str = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")  # HH:MM
+    end: str = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    timezone: str = "UTC"
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, v: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {v!r} (an IANA name such as Europe/Berlin, or UTC)") from None
+        return v
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> WindowConfig:
+        if self.start == self.end:
+            raise ValueError("a window's start and end must differ")
+        return self
+
+
 class ReviewConfig(_Model):
     """Who must approve a statement a ``review`` rule holds, and how long it may wait (docs/reviews.md)."""
 
@@ -291,6 +324,7 @@ class ReviewConfig(_Model):
     all_groups: bool = False  # at least one approval from each group in approvers (and min_approvals in all)
     expires_after: Duration = 900.0  # a request nobody decides is refused after this
     notice_interval: Duration = 10.0  # how often a waiting client is told it is still waiting
+    window: WindowConfig | None = None  # approvals count only within it (a maintenance window)
 
     @field_validator("approvers")
     @classmethod

@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import time as dt_time
 from typing import Any
 
 from .audit.recorder import AuditUnavailable, Recorder
@@ -28,7 +29,7 @@ from .policy.decide import UNKNOWN_STATEMENT, decide_message, effective, refused
 from .policy.rules import UNPARSED_RULE, UNREADABLE_RULE, Decision, Policy, RuleSet
 from .policy.sql import StatementInfo, classify, reason_setting
 from .policy.startup import UnsupportedOption, as_statement, startup_settings
-from .reviews.model import ReviewSpec
+from .reviews.model import ReviewSpec, Window
 from .reviews.notify import DECIDED, REQUESTED, messages
 from .store import StoreError
 from .store.db import Write
@@ -497,8 +498,11 @@ class Pipeline:
         except KeyError:
             pass
         rc = self.config.review_for(decision.rule)
+        window = None if rc is None or rc.window is None else Window(
+            tuple(rc.window.days), dt_time.fromisoformat(rc.window.start), dt_time.fromisoformat(rc.window.end),
+            rc.window.timezone)
         spec = None if rc is None else ReviewSpec(tuple(rc.approvers), rc.approvals_needed, rc.all_groups,
-                                                  rc.expires_after, rc.notice_interval)
+                                                  rc.expires_after, rc.notice_interval, window)
         self._review_specs[decision.rule] = spec
         return spec
 

@@ -13,6 +13,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -30,6 +31,11 @@ RULES = [
      "review": {"approvers": ["sre", "dba"], "all_groups": True}},
     {"name": "payouts-delete-quick", "action": "review", "when": {"kinds": ["delete"], "tables": ["payouts"]},
      "review": {"approvers": ["sre"], "expires_after": "2s", "notice_interval": "1s"}},
+    # a maintenance window that is not now: from two hours from now, for an hour
+    {"name": "schema-window", "action": "review", "when": {"kinds": ["create"], "tables_written": ["orders"]},
+     "review": {"approvers": ["sre"], "window": {
+         "start": (datetime.now(UTC) + timedelta(hours=2)).strftime("%H:%M"),
+         "end": (datetime.now(UTC) + timedelta(hours=3)).strftime("%H:%M")}}},
 ]
 
 
@@ -317,3 +323,19 @@ def test_exec_prints_results_and_a_request_left_pending_runs_once_when_approved(
     stranger = unique("agent")
     theirs = gw.cli("exec", "app", "--sql", update, "--token", gw.token(stranger), "--no-wait", check=False)
     assert theirs.returncode == 3
+
+
+def test_approvals_count_only_within_the_window_denials_at_any_time(gw: Gateway, upstream: UpstreamDB) -> None:
+    user, reviewer = unique("req"), unique("sre")
+    with psycopg.connect(gw.dsn(user, gw.token(user)), autocommit=True) as conn:
+        notices: list[str] = []
+        conn.add_notice_handler(lambda d: notices.append(d.message_primary or ""))
+        t, out = in_thread(lambda: conn.execute("CREATE INDEX ON orders (amount)"))
+        r = pending_of(gw, user)
+        assert r.spec.window is not None
+        early = vote(gw, "approve", r.id, gw.token(reviewer, "sre"))
+        assert early.returncode == 1 and "count only within its window" in early.stderr
+        assert vote(gw, "deny", r.id, gw.token(reviewer, "sre"), "--reason", "wait for the window").returncode == 0
+        t.join(15)
+        assert isinstance(out.get("error"), psycopg.errors.InsufficientPrivilege), out
+        assert any(f"within daily {r.spec.window.start:%H:%M}" in n for n in notices), notices

@@ -75,3 +75,26 @@ def test_all_groups_is_a_matching(voters: list[tuple[str, set[str]]], needed: se
     brute = any(all(g in v.groups for g, v in zip(groups, pick, strict=True))
                 for pick in itertools.permutations(votes, len(groups)))
     assert (outcome(spec, votes) == APPROVED) == brute
+
+
+def test_windows_and_votes_outside_them() -> None:
+    from datetime import UTC, datetime, time
+
+    from wardgate.reviews.model import Window
+
+    night = Window(("sat",), time(22, 0), time(2, 0), "UTC")  # Saturday 22:00 to Sunday 02:00
+    sat = datetime(2026, 11, 28, tzinfo=UTC)  # a Saturday
+    assert night.contains(sat.replace(hour=23))
+    assert night.contains(sat.replace(day=29, hour=1, minute=59))  # the Saturday window, past midnight
+    assert not night.contains(sat.replace(day=29, hour=2))
+    assert not night.contains(sat.replace(day=29, hour=23))  # Sunday's own night is not in it
+    assert not night.contains(sat.replace(hour=21, minute=59))
+    berlin = Window(("sat", "sun"), time(2, 0), time(4, 0), "Europe/Berlin")
+    assert berlin.contains(sat.replace(hour=1, minute=30))  # 02:30 in Berlin (UTC+1 in November)
+    assert not berlin.contains(sat.replace(hour=3, minute=30))
+    spec = ReviewSpec(("sre",), window=berlin)
+    assert spec.describe() == "1 approval from: sre, within sat,sun 02:00-04:00 Europe/Berlin"
+    with pytest.raises(VoteRefused, match="only within its window"):
+        check_vote(spec, PENDING, "ann", "bob", ["sre"], [], True, sat.replace(hour=12))
+    check_vote(spec, PENDING, "ann", "bob", ["sre"], [], False, sat.replace(hour=12))  # a denial counts any time
+    check_vote(spec, PENDING, "ann", "bob", ["sre"], [], True, sat.replace(hour=1, minute=30))

@@ -11,12 +11,43 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime, time
+from zoneinfo import ZoneInfo
 
 PENDING, APPROVED, DENIED, EXPIRED, WITHDRAWN, EXECUTED = (
     "pending", "approved", "denied", "expired", "withdrawn", "executed",
 )
 #: States no vote changes any more.
 SETTLED = frozenset({DENIED, EXPIRED, WITHDRAWN, EXECUTED})
+
+
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """When approvals count (a maintenance window): on ``days``, from ``start`` to ``end`` in ``timezone``. An
+    end before the start runs past midnight (22:00-02:00), and belongs to the day it starts on."""
+
+    days: tuple[str, ...]
+    start: time
+    end: time
+    timezone: str = "UTC"
+
+    def contains(self, at: datetime) -> bool:
+        local = at.astimezone(ZoneInfo(self.timezone))
+        t = local.time().replace(tzinfo=None)
+        day = DAYS[local.weekday()]
+        if self.start <= self.end:
+            return day in self.days and self.start <= t < self.end
+        if t >= self.start:
+            return day in self.days
+        yesterday = DAYS[(local.weekday() - 1) % 7]
+        return t < self.end and yesterday in self.days
+
+    def describe(self) -> str:
+        days = ",".join(self.days) if len(self.days) < 7 else "daily"
+        return f"{days} {self.start:%H:%M}-{self.end:%H:%M} {self.timezone}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,15 +57,16 @@ class ReviewSpec:
     all_groups: bool = False
     expires_after: float = 900.0  # seconds
     notice_interval: float = 10.0  # seconds
+    window: Window | None = None  # approvals count only within it; denials count at any time
 
     def describe(self) -> str:
         """Who can approve, in words, for notices and errors."""
         groups = ", ".join(self.approvers)
         n = self.min_approvals
         need = f"{n} approval{'s' if n > 1 else ''}"
-        if self.all_groups and len(self.approvers) > 1:
-            return f"{need}, one from each of: {groups}"
-        return f"{need} from: {groups}"
+        text = f"{need}, one from each of: {groups}" if self.all_groups and len(self.approvers) > 1 else \
+            f"{need} from: {groups}"
+        return text if self.window is None else f"{text}, within {self.window.describe()}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,8 +86,9 @@ class VoteRefused(Exception):
 
 
 def check_vote(spec: ReviewSpec, status: str, requester: str, reviewer: str, groups: Iterable[str],
-               votes: Sequence[Vote]) -> None:
-    """Raise VoteRefused unless ``reviewer`` (in ``groups``) may vote now on a request in ``status``."""
+               votes: Sequence[Vote], approve: bool = True, at: datetime | None = None) -> None:
+    """Raise VoteRefused unless ``reviewer`` (in ``groups``) may cast this vote at ``at`` on a request in
+    ``status``."""
     if status != PENDING:
         raise VoteRefused(f"the request is {status}, not pending")
     if reviewer == requester:
@@ -64,6 +97,8 @@ def check_vote(spec: ReviewSpec, status: str, requester: str, reviewer: str, gro
         raise VoteRefused(f'"{reviewer}" is not in an approver group of this request ({", ".join(spec.approvers)})')
     if any(v.reviewer == reviewer for v in votes):
         raise VoteRefused(f'"{reviewer}" has already voted on this request')
+    if approve and spec.window is not None and at is not None and not spec.window.contains(at):
+        raise VoteRefused(f"approvals of this request count only within its window ({spec.window.describe()})")
 
 
 def outcome(spec: ReviewSpec, votes: Sequence[Vote]) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import insert, select, update
@@ -27,6 +27,7 @@ from ..reviews.model import (
     ReviewSpec,
     Vote,
     VoteRefused,
+    Window,
     check_vote,
     outcome,
 )
@@ -114,7 +115,7 @@ class ReviewStore:
             "reason": reason,
             "spec": json.dumps({"approvers": list(spec.approvers), "min_approvals": spec.min_approvals,
                                 "all_groups": spec.all_groups, "expires_after": spec.expires_after,
-                                "notice_interval": spec.notice_interval}),
+                                "notice_interval": spec.notice_interval, "window": _window_json(spec.window)}),
         }
         for _ in range(5):  # 40 random bits: a clash is rare, and a clash is only a retry
             rid = secrets.token_hex(5)
@@ -191,7 +192,7 @@ class ReviewStore:
                 refusal = VoteRefused("the request has expired")
             else:
                 try:
-                    check_vote(review.spec, before, review.requester, reviewer, groups, votes)
+                    check_vote(review.spec, before, review.requester, reviewer, groups, votes, approve, at)
                 except VoteRefused as exc:
                     refusal = exc
             if refusal is None:
@@ -224,6 +225,19 @@ class ReviewStore:
             return bool(res.rowcount)
 
 
+def _window_json(w: Window | None) -> dict[str, Any] | None:
+    if w is None:
+        return None
+    return {"days": list(w.days), "start": w.start.strftime("%H:%M"), "end": w.end.strftime("%H:%M"),
+            "timezone": w.timezone}
+
+
+def _window(d: dict[str, Any] | None) -> Window | None:
+    if not d:
+        return None
+    return Window(tuple(d["days"]), time.fromisoformat(d["start"]), time.fromisoformat(d["end"]), d["timezone"])
+
+
 def _approval_reasons(votes: list[Vote]) -> str | None:
     reasons = [f"{v.reviewer}: {v.reason}" for v in votes if v.approve and v.reason]
     return "; ".join(reasons) or None
@@ -253,7 +267,8 @@ def _review(m: Any, votes: list[Vote]) -> Review:
         param_count=row["param_count"],
         reason=row["reason"],
         spec=ReviewSpec(tuple(spec["approvers"]), spec["min_approvals"], spec["all_groups"],
-                        spec.get("expires_after", 900.0), spec.get("notice_interval", 10.0)),
+                        spec.get("expires_after", 900.0), spec.get("notice_interval", 10.0),
+                        _window(spec.get("window"))),
         decided_at=row["decided_at"],
         decided_by=tuple(json.loads(row["decided_by"] or "[]")),
         decision_reason=row["decision_reason"],
