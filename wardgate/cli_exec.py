@@ -2,18 +2,16 @@
 
 It is a client of the gateway like psql: it connects to the gateway's listener with the caller's token and sends
 the text as one simple Query, so the same pipeline decides, masks, holds for review and records it. That is how
-services, runbooks and AI agents run one-off statements. With ``--no-wait`` a statement held for review is left
-pending (the command prints the request and exits 3); once approved, running the same command again runs it,
-once.
+services, runbooks and AI agents run one-off statements. With ``--no-wait`` (``wardgate.review_wait = off``) a statement
+held for review fails at once with its request's id and the request stays pending (the command exits 3); once
+approved, running the same command again runs it, once.
 """
 
 from __future__ import annotations
 
 import csv
 import json
-import os
 import sys
-import threading
 from typing import Any
 
 import click
@@ -62,49 +60,27 @@ def exec_(config_path: str | None, store_url: str | None, connection: str, text:
     params: dict[str, Any] = {"host": host, "port": port, "dbname": connection, "user": user or _user_of(token),
                               "password": token, "sslmode": sslmode, "application_name": "wardgate exec",
                               "connect_timeout": 10}
+    if not wait:  # the gateway answers a held statement at once with its review id (docs/reviews.md)
+        params["options"] = "-c wardgate.review_wait=off"
     try:
         conn = psycopg.connect(autocommit=True, **params)
     except psycopg.OperationalError as exc:
         click.echo(f"wardgate: cannot connect to the gateway at {host}:{port}: {_first_line(exc)}", err=True)
         sys.exit(1)
-    held = threading.Event()
-
-    def on_notice(d: psycopg.errors.Diagnostic) -> None:
-        message = d.message_primary or ""
-        click.echo(f"{d.severity}: {message}", err=True)
-        if "held for review" in message:
-            held.set()
-
-    conn.add_notice_handler(on_notice)
+    conn.add_notice_handler(lambda d: click.echo(f"{d.severity}: {d.message_primary or ''}", err=True))
     cur = psycopg.ClientCursor(conn)  # the simple protocol: the text is sent, and reviewed, as it is
-    failed: list[psycopg.Error] = []
-    done = threading.Event()
-
-    def run() -> None:
-        try:
-            cur.execute(text.encode())
-        except psycopg.Error as exc:
-            failed.append(exc)
-        finally:
-            done.set()
-
-    threading.Thread(target=run, daemon=True).start()
-    while not done.wait(0.05):
-        if held.is_set() and not wait:
-            # Leave the request pending: going away now (the socket closes with the process) keeps it, and the
-            # gateway records the statement as lost.
-            click.echo("the statement waits for review; run the same command again once it is approved", err=True)
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(EXIT_HELD)
-    if failed:
-        d = failed[0].diag
-        click.echo(f"ERROR: {d.sqlstate or ''} {d.message_primary or _first_line(failed[0])}".replace("  ", " "),
-                   err=True)
+    try:
+        cur.execute(text.encode())
+    except psycopg.Error as exc:
+        conn.close()
+        d = exc.diag
+        if not wait and (d.message_detail or "").startswith("review: "):
+            click.echo(f"{d.message_primary}\nonce approved, run the same command again", err=True)
+            sys.exit(EXIT_HELD)
+        click.echo(f"ERROR: {d.sqlstate or ''} {d.message_primary or _first_line(exc)}".replace("  ", " "), err=True)
         for label, value in (("DETAIL", d.message_detail), ("HINT", d.message_hint)):
             if value:
                 click.echo(f"{label}: {value}", err=True)
-        conn.close()
         sys.exit(1)
     try:
         while True:

@@ -18,7 +18,7 @@ import click
 from .cli_common import _json, _load, _store, _table, _ts, config_options
 from .identity.model import AuthFailure, Identity
 from .reviews.model import APPROVED, DENIED, PENDING, VoteRefused
-from .reviews.notify import DECIDED, messages
+from .reviews.votes import cast, details
 from .store import Store, StoreError
 from .store.db import Write
 from .store.notifications import Outbox
@@ -133,30 +133,23 @@ def _vote(config_path: str | None, store_url: str | None, token: str | None, rev
     store, rs = _reviews(config_path, store_url)
     review = _find(rs, review_id)
     who = _reviewer(store, config_path, store_url, token, review.id)
-    verb = "approve" if approve else "deny"
+    cfg = _load(config_path, store_url)
+
+    def record(kind: str, r: Review, detail: dict[str, object]) -> None:
+        _event(store, kind, who, r, detail)
+
     try:
-        after, _before = rs.vote(review.id, who.subject, who.groups, approve, reason)
+        after = cast(rs, Outbox(store), cfg.notifications, who, review, approve, reason, record, "cli")
     except VoteRefused as exc:
-        _event(store, "review_vote_refused", who, review, {"vote": verb, "why": exc.reason})
         click.echo(f"wardgate: your vote on review {review.id} was refused: {exc.reason}", err=True)
         sys.exit(1)
     except StoreError as exc:
         click.echo(f"wardgate: {exc}", err=True)
         sys.exit(1)
-    _event(store, "review_vote", who, after, {"vote": verb, "reason": reason or None})
-    if after.status in (APPROVED, DENIED):
-        cfg = _load(config_path, store_url)
-        try:
-            Outbox(store).enqueue(DECIDED, after.id, messages(cfg.notifications, DECIDED, after.public(), "cli"))
-        except StoreError as exc:  # the decision stands; only its notice is missing
-            click.echo(f"wardgate: the decision is recorded, but its notifications could not be queued: {exc}",
-                       err=True)
     if after.status == APPROVED:
-        _event(store, "review_approved", who, after, {"approved_by": list(after.decided_by)})
         click.echo(f"review {after.id} approved by {', '.join(after.decided_by)}: the statement runs in the "
                    "requester's session, once")
     elif after.status == DENIED:
-        _event(store, "review_denied", who, after, {"denied_by": who.subject, "reason": reason or None})
         click.echo(f"review {after.id} denied")
     else:
         approvals = sum(1 for v in after.votes if v.approve)
@@ -168,8 +161,7 @@ def _event(store: Store, kind: str, who: Identity, review: Review, detail: dict[
     store.write([Write("events", {
         "at": time.time(), "kind": kind, "subject": who.subject, "connection": review.connection,
         "client_addr": "cli", "session_id": review.session_id,
-        "detail": json.dumps({"review": review.id, "rule": review.rule, "requester": review.requester,
-                              "groups": list(who.groups), **detail}, sort_keys=True, default=str),
+        "detail": json.dumps(details(review, who, detail), sort_keys=True, default=str),
     })])
 
 

@@ -24,10 +24,10 @@ from .masking.detectors import custom
 from .masking.maskers import Style
 from .masking.policy import ColumnPattern, MaskingPolicy, MaskRule, SessionMasking, expand_detectors
 from .masking.results import Counts
-from .policy.analyze import REASON_SETTING
+from .policy.analyze import GATEWAY_SETTINGS, REASON_SETTING, WAIT_SETTING
 from .policy.decide import UNKNOWN_STATEMENT, decide_message, effective, refused, single_statement
 from .policy.rules import UNPARSED_RULE, UNREADABLE_RULE, Decision, Policy, RuleSet
-from .policy.sql import StatementInfo, classify, reason_setting
+from .policy.sql import StatementInfo, classify, gateway_settings
 from .policy.startup import UnsupportedOption, as_statement, startup_settings
 from .reviews.model import ReviewSpec, Window
 from .reviews.notify import DECIDED, REQUESTED, messages
@@ -144,6 +144,7 @@ class Session:
     unreadable: dict[str, str] = field(default_factory=dict)
     masking: SessionMasking | None = None  # what its results go through; None: nothing is masked
     review_reason: str | None = None  # SET wardgate.reason (or the startup setting): why, for reviewers
+    review_wait: bool = True  # SET wardgate.review_wait = off: a held statement fails at once, its request stays
 
 
 @dataclass(slots=True)
@@ -262,8 +263,8 @@ class Pipeline:
                         {"reason": str(exc)}, session.id)
             raise SessionRefused("42501", f"wardgate: {exc}") from None
         for name, value in settings:
-            if name == REASON_SETTING:
-                session.review_reason = value[:2000] or None
+            if name in GATEWAY_SETTINGS:
+                self._gateway_setting(session, name, value)
             info = single_statement(as_statement(name, value))
             decision = session.rules.decide(info)
             if not decision.allowed:
@@ -442,15 +443,18 @@ class Pipeline:
                 if i != bad:
                     self.finish(r, "skipped")
             raise self._deny(records[bad])
-        if any("set_reason" in i.tags for i in infos):
-            self._set_reason(session, text)
+        if any("set_gateway" in i.tags for i in infos):
+            for name, value in gateway_settings(text).items():
+                self._gateway_setting(session, name, value)
         return records
 
     @staticmethod
-    def _set_reason(session: Session, text: str) -> None:
-        value = reason_setting(text)
-        if value is not None:
+    def _gateway_setting(session: Session, name: str, value: str) -> None:
+        """The session keeps the gateway's own settings (taken when the statement is let through)."""
+        if name == REASON_SETTING:
             session.review_reason = value[:2000] or None
+        elif name == WAIT_SETTING:
+            session.review_wait = value.strip().lower() not in ("off", "false", "0", "no")
 
     def on_parse(self, session: Session, text: str, prepared: Mapping[str, str]) -> None:
         """An extended-protocol Parse: a statement the policy refuses is refused here, before it exists."""
@@ -482,8 +486,9 @@ class Pipeline:
             if spec is not None and text is not None:
                 raise ReviewRequired([rec], 0, spec, text)
             raise self._deny(rec)
-        if "set_reason" in info.tags and text is not None:
-            self._set_reason(session, text)
+        if "set_gateway" in info.tags and text is not None:
+            for name, value in gateway_settings(text).items():
+                self._gateway_setting(session, name, value)
         return rec
 
     # --- reviews --------------------------------------------------------------------------------------------
@@ -596,6 +601,20 @@ class Pipeline:
         if status in ("expired", "withdrawn"):
             self._event(f"review_{status}", session.identity.subject, session.connection_name, session.client,
                         {"review": review_id, "rule": d.rule, "seq": held.records[held.index].seq}, session.id)
+        return exc
+
+    def left_pending(self, session: Session, held: ReviewRequired, review: Review) -> StatementRefused:
+        """The session does not wait (``wardgate.review_wait = off``): the statement fails now, recorded as
+        ``held``, and its request stays pending; once approved, the same statement runs (once)."""
+        exc = StatementRefused(
+            "57014", f"wardgate: statement held for review {review.id} and not run (wardgate.review_wait is off)",
+            f"review: {review.id}", f"ask {held.spec.describe()}; once approved, send the same statement again")
+        for i, r in enumerate(held.records):
+            if i == held.index:
+                r.decision = Decision("review", held.decision.rule, f"review {review.id} requested")
+                self.finish(r, "held", sqlstate=exc.sqlstate, message=exc.message)
+            else:
+                self.finish(r, "skipped")
         return exc
 
     def refuse_held(self, session: Session, held: ReviewRequired, exc: StatementRefused) -> StatementRefused:

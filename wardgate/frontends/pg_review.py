@@ -62,6 +62,10 @@ async def wait_for_review(pipeline: Pipeline, session: Session, w: HeldMessage,
             "unavailable, so the statement is refused", None, "try again when the gateway's store is back")
         return None, pipeline.refuse_held(session, w.held, refusal)
     w.review_id = review.id
+    if not session.review_wait:
+        notice(encode.notice_response(f'wardgate: statement held for review {review.id} by rule '
+                                      f'"{w.held.decision.rule}"; not waiting (wardgate.review_wait is off)'))
+        return None, pipeline.left_pending(session, w.held, review)
     expires = review.expires_at
     notice(encode.notice_response(
         f'wardgate: statement held for review {review.id} by rule "{w.held.decision.rule}"; waiting for '

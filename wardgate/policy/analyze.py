@@ -16,7 +16,12 @@ from pglast import parser as pg
 
 # Top-level node -> kind. Unlisted Create*/Alter*/Drop* nodes are create/alter/drop; anything else is named after
 # its node, snake-cased (e.g. "ClusterStmt" -> "cluster").
+# The gateway's own session settings (SET or RESET, or the startup packet): PostgreSQL takes them as custom
+# parameters, and the gateway keeps their values for its session. reason: why, for reviewers; review_wait: off
+# makes a statement held for review fail at once with the request's id instead of waiting.
 REASON_SETTING = "wardgate.reason"
+WAIT_SETTING = "wardgate.review_wait"
+GATEWAY_SETTINGS = frozenset({REASON_SETTING, WAIT_SETTING})
 
 _KINDS = {
     "SelectStmt": "select",
@@ -184,8 +189,8 @@ def _top(facts: Facts, name: str, node: dict[str, Any]) -> None:
         if var in ("role", "session_authorization", "standard_conforming_strings", "client_encoding") \
                 and facts.kind == "set":
             facts.tags.add(f"set_{var}")
-        if var == REASON_SETTING:  # the requester's reason for reviews (SET or RESET): the gateway keeps it
-            facts.tags.add("set_reason")
+        if var in GATEWAY_SETTINGS:
+            facts.tags.add("set_gateway")
         if var in _READ_ONLY_SETTINGS and node.get("kind") == "VAR_SET_VALUE":
             if any(_off(a) for a in node.get("args", [])):
                 facts.tags.add("read_write")

@@ -14,7 +14,7 @@ from typing import Any
 
 from pglast import parser as pg
 
-from .analyze import REASON_SETTING, Facts, analyze
+from .analyze import GATEWAY_SETTINGS, Facts, analyze
 
 # Lexer tokens that carry literal values; these are what redaction replaces.
 _LITERALS = frozenset({"SCONST", "USCONST", "ICONST", "FCONST", "BCONST", "XCONST"})
@@ -194,23 +194,29 @@ def _after_as(prepare: str) -> str | None:
     return None
 
 
-def reason_setting(text: str) -> str | None:
-    """The value the last ``SET wardgate.reason`` of ``text`` gives ('' for RESET or DEFAULT); None when no
-    statement of it sets the reason. Called only for statements tagged ``set_reason``."""
+def gateway_settings(text: str) -> dict[str, str]:
+    """The values ``text`` gives the gateway's own settings (``wardgate.*``), the last one winning; '' for RESET
+    or DEFAULT. Called only for statements tagged ``set_gateway``."""
     try:
         stmts = json.loads(pg.parse_sql_json(text)).get("stmts", [])
     except pg.ParseError:
-        return None
-    value = None
+        return {}
+    out: dict[str, str] = {}
     for st in stmts:
         node = st.get("stmt", {}).get("VariableSetStmt")
-        if not node or node.get("name") != REASON_SETTING:
+        if not node or node.get("name") not in GATEWAY_SETTINGS:
             continue
         args = node.get("args", [])
+        value = ""
         if node.get("kind") == "VAR_SET_VALUE" and args:
             const = args[0].get("A_Const", {})
-            value = str(const.get("sval", {}).get("sval", "")) if "sval" in const else str(
-                next(iter(const.get("ival", const.get("fval", {})).values()), ""))
-        else:
-            value = ""
-    return value
+            if "sval" in const:
+                value = str(const["sval"].get("sval", ""))
+            elif "boolval" in const:
+                value = "on" if const["boolval"].get("boolval") else "off"
+            elif "ival" in const:
+                value = str(const["ival"].get("ival", 0))  # the parse tree leaves a zero out
+            elif "fval" in const:
+                value = str(const["fval"].get("fval", "0"))
+        out[node["name"]] = value
+    return out

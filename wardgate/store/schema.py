@@ -74,7 +74,7 @@ statements = Table(
     Column("kind", String(32), nullable=False),
     Column("text", Text),  # literals replaced by $n; NULL when the text could not even be lexed
     Column("param_count", Integer, nullable=False),
-    Column("status", String(16), nullable=False),  # ok | error | skipped | denied | refused | lost
+    Column("status", String(16), nullable=False),  # ok | error | skipped | denied | refused | lost | held
     Column("command_tag", String(64)),
     Column("row_count", BigInteger),
     Column("sqlstate", String(5)),
