@@ -188,12 +188,14 @@ class PostgresConnection(_Model):
 
 class ListenConfig(_Model):
     postgres: str = DEFAULT_LISTEN_POSTGRES
+    api: str | None = None  # HOST:PORT of the HTTP API (reviews, exec); none when not set
     allow_plaintext: bool = False
 
-    @field_validator("postgres")
+    @field_validator("postgres", "api")
     @classmethod
-    def _hp(cls, v: str) -> str:
-        parse_host_port(v)
+    def _hp(cls, v: str | None) -> str | None:
+        if v is not None:
+            parse_host_port(v)
         return v
 
 

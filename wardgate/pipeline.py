@@ -279,6 +279,19 @@ class Pipeline:
                 "08004", "wardgate's audit store is unavailable; sessions are refused until it recovers"
             )
 
+    def identify(self, credential: str) -> Identity:
+        """Who a bearer token (HTTP API) proves to be (blocking). Raises AuthFailure or StoreError."""
+        for auth in self.authenticators:
+            if auth.accepts(credential):
+                return auth.verify(credential)
+        raise AuthFailure("the token is not one this gateway accepts")
+
+    def record_event(self, kind: str, user: str | None, detail: dict[str, Any], client: str | None = None,
+                     connection: str | None = None, session_id: str | None = None) -> None:
+        """An audit event from outside a session (the HTTP API)."""
+        info = ClientInfo(client, "", "http") if client else None
+        self._event(kind, user, connection, info, detail, session_id)
+
     def _authenticate(self, user: str, credential: str, connection_name: str, client: ClientInfo) -> Identity:
         try:
             if not credential:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import uvloop
 
+from .api.serve import api_server
 from .audit.journal import Journal, leftovers
 from .audit.recorder import Recorder
 from .audit.shipper import drain
@@ -72,6 +73,8 @@ async def serve(config: Config, store: Store) -> None:
     except BaseException:
         recorder.stop(timeout=5)
         raise
+    api = api_server(config, pipeline)
+    api_task = None if api is None else loop.create_task(api.serve())
     notify_stop = asyncio.Event()
     notify_task = None
     if config.notifications.webhooks or config.notifications.email:  # nothing is queued otherwise
@@ -79,10 +82,11 @@ async def serve(config: Config, store: Store) -> None:
         notify_task = loop.create_task(deliverer.run(notify_stop))
     bound = ", ".join(f"{s.getsockname()[0]}:{s.getsockname()[1]}" for s in server.sockets)
     log.info(
-        "wardgate %s listening for PostgreSQL clients on %s (%s); store %s; connections: %s",
+        "wardgate %s listening for PostgreSQL clients on %s (%s); HTTP API %s; store %s; connections: %s",
         pipeline.gateway_id,
         bound,
         "TLS" if ssl_ctx else "plaintext only",
+        config.listen.api or "off",
         store.describe(),
         ", ".join(config.connections) or "none",
     )
@@ -92,6 +96,10 @@ async def serve(config: Config, store: Store) -> None:
         log.info("shutting down")
         server.close()
         frontend.shutdown()
+        if api is not None and api_task is not None:
+            api.should_exit = True
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(api_task, 5)
         notify_stop.set()
         if notify_task is not None:
             with contextlib.suppress(TimeoutError):
