@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from .cli_access import access
 from .cli_common import _json, _load, _store, _table, _ts, config_options
 from .cli_exec import exec_
 from .cli_reviews import reviews
@@ -25,6 +26,7 @@ def main() -> None:
 
 main.add_command(reviews)
 main.add_command(exec_)
+main.add_command(access)
 
 
 @main.command()

@@ -10,7 +10,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import unquote, urlsplit
 
 import yaml
@@ -24,6 +24,9 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+if TYPE_CHECKING:
+    from .reviews.model import ReviewSpec
 
 DEFAULT_STORE = "sqlite:///wardgate.db"
 DEFAULT_LISTEN_POSTGRES = "127.0.0.1:15432"
@@ -128,6 +131,7 @@ class PostgresConnection(_Model):
     read_only: bool = False
     connect_timeout: Duration = 10.0
     description: str = ""
+    access: AccessConfig | None = None  # just-in-time access grants (docs/access.md); none: no requests
 
     # Filled from ``upstream`` by the validator below.
     host: str = ""
@@ -336,6 +340,18 @@ class ReviewConfig(_Model):
             raise ValueError("approvers must be distinct, non-empty group names")
         return v
 
+    def spec(self) -> ReviewSpec:
+        """The review rule book's view of these settings."""
+        from datetime import time as dt_time
+
+        from .reviews.model import ReviewSpec, Window
+
+        w = self.window
+        window = None if w is None else Window(tuple(w.days), dt_time.fromisoformat(w.start),
+                                                dt_time.fromisoformat(w.end), w.timezone)
+        return ReviewSpec(tuple(self.approvers), self.approvals_needed, self.all_groups, self.expires_after,
+                          self.notice_interval, window)
+
     @property
     def approvals_needed(self) -> int:
         """min_approvals, and with all_groups at least one per group."""
@@ -346,6 +362,15 @@ class ReviewConfig(_Model):
         if self.notice_interval > self.expires_after:
             raise ValueError("notice_interval must not be longer than expires_after")
         return self
+
+
+class AccessConfig(_Model):
+    """Just-in-time access to a connection: who approves a request, how long a grant may last, and which groups a
+    grant may add to its holder's for that time (an elevation, e.g. a group with write access)."""
+
+    review: ReviewConfig
+    max_duration: Duration = 8 * 3600.0
+    groups: list[str] = Field(default_factory=list)
 
 
 class RuleConfig(_Model):
@@ -708,3 +733,6 @@ def _describe(err: Any) -> str:
     if err.get("type") == "extra_forbidden":
         msg = "unknown key"
     return f"{_format_loc(loc)}: {msg}"
+
+
+PostgresConnection.model_rebuild()  # AccessConfig is defined after it

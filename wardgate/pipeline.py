@@ -13,8 +13,7 @@ import re
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from datetime import time as dt_time
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .audit.recorder import AuditUnavailable, Recorder
@@ -29,10 +28,11 @@ from .policy.decide import UNKNOWN_STATEMENT, decide_message, effective, refused
 from .policy.rules import UNPARSED_RULE, UNREADABLE_RULE, Decision, Policy, RuleSet
 from .policy.sql import StatementInfo, classify, gateway_settings
 from .policy.startup import UnsupportedOption, as_statement, startup_settings
-from .reviews.model import ReviewSpec, Window
+from .reviews.model import ReviewSpec
 from .reviews.notify import DECIDED, REQUESTED, messages
 from .store import StoreError
 from .store.db import Write
+from .store.grants import Grant, GrantStore
 from .store.notifications import Delivery, Outbox
 from .store.reviews import Review, ReviewStore
 
@@ -145,6 +145,7 @@ class Session:
     masking: SessionMasking | None = None  # what its results go through; None: nothing is masked
     review_reason: str | None = None  # SET wardgate.reason (or the startup setting): why, for reviewers
     review_wait: bool = True  # SET wardgate.review_wait = off: a held statement fails at once, its request stays
+    grant: Grant | None = None  # the just-in-time access grant the session runs under (its groups are added)
 
 
 @dataclass(slots=True)
@@ -180,6 +181,7 @@ class Pipeline:
         self.masking = masking_policy(config)
         self.reviews = ReviewStore(recorder.store)
         self.outbox = Outbox(recorder.store)
+        self.grants = GrantStore(recorder.store)
         self._review_specs: dict[str, ReviewSpec | None] = {}
 
     # --- sessions -------------------------------------------------------------------------------------------
@@ -199,7 +201,10 @@ class Pipeline:
         if conn is None:
             self._event("connection_refused", user, connection_name, client, {"reason": "unknown connection"})
             raise SessionRefused("3D000", f'connection "{connection_name}" does not exist on this gateway')
-        if conn.allow_groups and not set(conn.allow_groups) & set(identity.groups):
+        grant = None
+        if conn.access is not None:
+            identity, grant = await self._grant(identity, connection_name, conn.access.max_duration, client)
+        if conn.allow_groups and not set(conn.allow_groups) & set(identity.groups) and grant is None:
             self._event(
                 "connection_refused",
                 user,
@@ -207,14 +212,16 @@ class Pipeline:
                 client,
                 {"reason": "not in an allowed group", "groups": list(identity.groups)},
             )
+            how = f"; or request access: wardgate access request {connection_name}" if conn.access else ""
             raise SessionRefused(
                 "28000",
                 f'user "{user}" may not use connection "{connection_name}": '
-                f"it requires membership in one of: {', '.join(conn.allow_groups)}",
+                f"it requires membership in one of: {', '.join(conn.allow_groups)}{how}",
             )
         rules = self.policy.scope(connection_name, identity.groups)
         session = Session(str(uuid.uuid4()), identity, connection_name, conn, client, time.time(), rules,
                           self.policy.read_only(connection_name, identity.groups))
+        session.grant = grant
         session.masking, exempt = self.masking.for_session(connection_name, identity.groups)
         masking = None
         if session.masking is not None or exempt:
@@ -251,7 +258,39 @@ class Pipeline:
         if exempt:
             self._event("masking_exempt", identity.subject, connection_name, client,
                         {"rules": list(exempt), "groups": list(identity.groups)}, session.id)
+        if grant is not None:
+            self._event("access_used", identity.subject, connection_name, client,
+                        {"grant": grant.id, "groups": list(grant.groups),
+                         "expires_at": grant.expires_at.isoformat()}, session.id)
         return session
+
+    async def _grant(self, identity: Identity, connection: str, max_duration: float,
+                     client: ClientInfo) -> tuple[Identity, Grant | None]:
+        """The identity with the groups of its running access grant on this connection (an approved request
+        not used yet starts now). A store that cannot be read refuses the session (fail closed)."""
+        loop = asyncio.get_running_loop()
+        try:
+            grant, new = await loop.run_in_executor(None, self.grants.activate, identity.subject, connection,
+                                                    max_duration)
+        except StoreError as exc:
+            log.error("cannot read access grants: %s", exc)
+            raise SessionRefused("08004", "wardgate cannot check access grants right now (store unavailable)") \
+                from None
+        if grant is None:
+            return identity, None
+        if new:
+            self._event("access_granted", identity.subject, connection, client, {
+                "grant": grant.id, "review": grant.review_id, "groups": list(grant.groups),
+                "duration": grant.duration, "approved_by": list(grant.approved_by),
+                "expires_at": grant.expires_at.isoformat()})
+        groups = identity.groups + tuple(g for g in grant.groups if g not in identity.groups)
+        return replace(identity, groups=groups), grant
+
+    def grant_ended(self, session: Session, why: str) -> None:
+        """A session's grant expired or was revoked: recorded before the session is ended."""
+        if session.grant is not None:
+            self._event(f"access_{why}", session.identity.subject, session.connection_name, session.client,
+                        {"grant": session.grant.id}, session.id)
 
     def check_startup(self, session: Session, params: dict[str, str]) -> None:
         """Startup-packet settings are decided like the SET statements they amount to (``role=admin`` is
@@ -516,11 +555,7 @@ class Pipeline:
         except KeyError:
             pass
         rc = self.config.review_for(decision.rule)
-        window = None if rc is None or rc.window is None else Window(
-            tuple(rc.window.days), dt_time.fromisoformat(rc.window.start), dt_time.fromisoformat(rc.window.end),
-            rc.window.timezone)
-        spec = None if rc is None else ReviewSpec(tuple(rc.approvers), rc.approvals_needed, rc.all_groups,
-                                                  rc.expires_after, rc.notice_interval, window)
+        spec = None if rc is None else rc.spec()
         self._review_specs[decision.rule] = spec
         return spec
 

@@ -73,6 +73,10 @@ async def serve(config: Config, store: Store) -> None:
     except BaseException:
         recorder.stop(timeout=5)
         raise
+    grants_stop = asyncio.Event()
+    grants_task = None
+    if any(c.access is not None for c in config.connections.values()):
+        grants_task = loop.create_task(frontend.watch_grants(grants_stop))
     api = api_server(config, pipeline)
     api_task = None if api is None else loop.create_task(api.serve())
     notify_stop = asyncio.Event()
@@ -100,6 +104,10 @@ async def serve(config: Config, store: Store) -> None:
             api.should_exit = True
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(api_task, 5)
+        grants_stop.set()
+        if grants_task is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(grants_task, 5)
         notify_stop.set()
         if notify_task is not None:
             with contextlib.suppress(TimeoutError):

@@ -17,6 +17,7 @@ import ssl
 from collections import deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, cast
 
 from ..audit.recorder import AuditUnavailable
@@ -44,6 +45,7 @@ from ..protocols.postgres.framing import (
     StartupReader,
 )
 from ..protocols.postgres.tracker import ExchangeTracker
+from ..store import StoreError
 from ..tls import upstream_context
 from .pg_masking import NeedCatalog, SessionMasker
 from .pg_review import HeldMessage, Outcome, wait_for_review
@@ -302,6 +304,7 @@ class ClientConnection(_Endpoint):
         self.waiting: HeldMessage | None = None
         self.stashed = bytearray()
         self.review_task: asyncio.Task[Outcome] | None = None
+        self.grant_timer: asyncio.TimerHandle | None = None  # ends the session when its access grant expires
 
     # --- lifecycle --------------------------------------------------------------------------------------------
 
@@ -330,6 +333,9 @@ class ClientConnection(_Endpoint):
                     up.write(encode.terminate())
                 up.close()
         self.frontend.unregister_cancel(self.backend_pid, self.cancel_secret)
+        self.frontend.granted.discard(self)
+        if self.grant_timer is not None:
+            self.grant_timer.cancel()
         if self.review_task is not None:
             self.review_task.cancel()
         if self.session is not None and not self.session.ended:
@@ -499,6 +505,8 @@ class ClientConnection(_Endpoint):
         if session.masking is not None:
             self.masker = SessionMasker(session.masking, self.frontend.catalog(session))
         self.write(encode.auth_ok() + b"".join(frames[:-1]) + encode.backend_key_data(pid, secret) + frames[-1])
+        if session.grant is not None:
+            self._watch_grant(session)
         self.on_data = self.relay
         up.on_data = self.from_upstream
         rest = self.take_rx()
@@ -618,6 +626,23 @@ class ClientConnection(_Endpoint):
             return
         if out:
             up.write(out[0] if len(out) == 1 else b"".join(out))
+
+    # --- just-in-time access: the session lasts as long as its grant --------------------------------------------
+
+    def _watch_grant(self, session: Session) -> None:
+        assert session.grant is not None
+        left = (session.grant.expires_at - datetime.now(UTC)).total_seconds()
+        self.grant_timer = asyncio.get_running_loop().call_later(max(0.0, left), self.grant_over, "expired")
+        self.frontend.granted.add(self)
+
+    def grant_over(self, why: str) -> None:
+        """The grant expired or was revoked: the session ends (its statements in flight are settled as lost)."""
+        session = self.session
+        if session is None or session.grant is None or self.closing_reason is not None:
+            return
+        self.pipeline.grant_ended(session, why)
+        self._fatal("57P01", f'wardgate: your access grant {session.grant.id} for connection '
+                    f'"{session.connection_name}" {why}; the session ends', f"access grant {why}")
 
     # --- review: a statement waits for approval -------------------------------------------------------------
 
@@ -1075,6 +1100,27 @@ class PostgresFrontend:
         self.cancel_keys: dict[int, list[CancelTarget]] = {}
         self.catalogs: dict[str, Catalog] = {}
         self.tasks: set[asyncio.Task[None]] = set()
+        self.granted: set[ClientConnection] = set()  # sessions that run under an access grant
+
+    async def watch_grants(self, stop: asyncio.Event, every: float = 2.0) -> None:
+        """End the sessions whose access grant was revoked (from the CLI or another replica): the store is
+        asked every ``every`` seconds about the grants in use here, when there are any."""
+        loop = asyncio.get_running_loop()
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), every)
+            clients = [c for c in self.granted if c.session is not None and c.session.grant is not None]
+            if not clients:
+                continue
+            ids = [c.session.grant.id for c in clients if c.session and c.session.grant]
+            try:
+                revoked = await loop.run_in_executor(None, self.pipeline.grants.revoked, ids)
+            except StoreError as exc:
+                log.warning("cannot check access grants: %s", exc)
+                continue
+            for c in clients:
+                if c.session is not None and c.session.grant is not None and c.session.grant.id in revoked:
+                    c.grant_over("revoked")
 
     def protocol(self) -> ClientConnection:
         return ClientConnection(self)

@@ -61,6 +61,8 @@ class Review:
     decision_reason: str | None
     executed_at: datetime | None
     votes: tuple[Vote, ...] = ()
+    kind: str = "statement"  # statement | access
+    access: dict[str, Any] | None = None  # kind access: {"duration": seconds, "groups": [...]}
 
     def public(self) -> dict[str, Any]:
         """What listings and ``--json`` show: everything but the exact statement (its literals may be data)."""
@@ -87,6 +89,8 @@ class Review:
             "executed_at": self.executed_at,
             "votes": [{"reviewer": v.reviewer, "approve": v.approve, "reason": v.reason, "groups": list(v.groups)}
                       for v in self.votes],
+            "kind": self.kind,
+            "access": self.access,
         }
 
 
@@ -96,7 +100,8 @@ class ReviewStore:
 
     def create(self, *, spec: ReviewSpec, requester: str, requester_groups: tuple[str, ...], connection: str,
                session_id: str | None, gateway: str, rule: str, rule_reason: str, statement: str,
-               redacted: str | None, param_count: int, reason: str | None) -> Review:
+               redacted: str | None, param_count: int, reason: str | None, kind: str = "statement",
+               access: dict[str, Any] | None = None) -> Review:
         created = now()
         row = {
             "created_at": created,
@@ -113,6 +118,8 @@ class ReviewStore:
             "redacted": redacted,
             "param_count": param_count,
             "reason": reason,
+            "kind": kind,
+            "access": None if access is None else json.dumps(access),
             "spec": json.dumps({"approvers": list(spec.approvers), "min_approvals": spec.min_approvals,
                                 "all_groups": spec.all_groups, "expires_after": spec.expires_after,
                                 "notice_interval": spec.notice_interval, "window": _window_json(spec.window)}),
@@ -152,7 +159,7 @@ class ReviewStore:
         ``statement`` (no bound parameters), approved no longer ago than its own expiry period: what a requester
         whose client went away may still run, once."""
         q = (select(_R).where(_R.c.status == APPROVED, _R.c.requester == requester, _R.c.connection == connection,
-                              _R.c.statement == statement, _R.c.param_count == 0)
+                              _R.c.statement == statement, _R.c.param_count == 0, _R.c.kind == "statement")
              .order_by(_R.c.decided_at).limit(20))
         at = now()
         with self.store._guard(), self.store.engine.connect() as conn:
@@ -274,5 +281,7 @@ def _review(m: Any, votes: list[Vote]) -> Review:
         decision_reason=row["decision_reason"],
         executed_at=row["executed_at"],
         votes=tuple(votes),
+        kind=row["kind"],
+        access=json.loads(row["access"]) if row["access"] else None,
     )
 

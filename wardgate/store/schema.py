@@ -124,6 +124,8 @@ reviews = Table(
     Column("decided_by", Text),  # JSON list of the reviewers whose votes decided
     Column("decision_reason", Text),
     Column("executed_at", DateTime(timezone=True)),
+    Column("kind", String(16), nullable=False, server_default="statement"),  # statement | access
+    Column("access", Text),  # JSON for kind access: {"duration": seconds, "groups": [elevations]}
     Index("ix_reviews_status", "status"),
     Index("ix_reviews_created_at", "created_at"),
 )
@@ -137,6 +139,24 @@ review_votes = Table(
     Column("approve", Integer, nullable=False),  # 1 approve, 0 deny
     Column("reason", Text),
     Column("at", DateTime(timezone=True), nullable=False),
+)
+
+grants = Table(
+    "grants",
+    metadata,
+    Column("id", String(16), primary_key=True),
+    Column("review_id", String(16), ForeignKey("reviews.id"), nullable=False, unique=True),
+    Column("subject", String(256), nullable=False),
+    Column("connection", String(64), nullable=False),
+    Column("groups", Text, nullable=False),  # JSON list: groups the holder has on top of their own
+    Column("duration", Float, nullable=False),  # seconds, from the first session that uses it
+    Column("approved_by", Text, nullable=False),  # JSON list
+    Column("created_at", DateTime(timezone=True), nullable=False),  # when the approved request was first used
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("revoked_at", DateTime(timezone=True)),
+    Column("revoked_by", String(256)),
+    Column("revoke_reason", Text),
+    Index("ix_grants_subject_connection", "subject", "connection"),
 )
 
 notifications = Table(
