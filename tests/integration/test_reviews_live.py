@@ -344,13 +344,14 @@ def test_approvals_count_only_within_the_window_denials_at_any_time(gw: Gateway,
 def test_review_wait_off_answers_at_once_and_leaves_the_request(gw: Gateway, upstream: UpstreamDB) -> None:
     seed(upstream, "orders", (8, 80))
     user = unique("agent")
-    with psycopg.connect(gw.dsn(user, gw.token(user)), autocommit=True) as conn:
+    with psycopg.connect(gw.dsn(user, gw.token(user), options="-c wardgate.reason=INC-7"), autocommit=True) as conn:
         conn.execute("SET wardgate.review_wait = off")
         started = time.monotonic()
         with pytest.raises(psycopg.errors.QueryCanceled) as err:
             conn.execute("UPDATE orders SET amount = 81 WHERE id = 8")
         assert time.monotonic() - started < 3
         r = pending_of(gw, user)
+        assert r.reason == "INC-7"  # the startup option
         assert err.value.diag.message_detail == f"review: {r.id}"
         assert "not run (wardgate.review_wait is off)" in str(err.value)
         conn.execute("RESET wardgate.review_wait")
