@@ -7,6 +7,7 @@ import os
 import secrets
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -125,6 +126,10 @@ class Gateway:
         if check and res.returncode != 0:
             raise AssertionError(f"wardgate {' '.join(args)} failed ({res.returncode}):\n{res.stderr}")
         return res
+
+    def tls_context(self) -> ssl.SSLContext:
+        """Trusts exactly this gateway's (self-signed) certificate: for HTTPS clients of its API."""
+        return ssl.create_default_context(cafile=str(self.config_path.parent / "data" / "gateway.crt"))
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

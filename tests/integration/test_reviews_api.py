@@ -4,8 +4,10 @@ the caller through the same policy, review and audit as a database client."""
 
 from __future__ import annotations
 
+import ssl
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -21,41 +23,47 @@ RULES = [{"name": "invoices-review", "action": "review", "reason": "invoices are
 
 
 @pytest.fixture(scope="module")
-def api(upstream: UpstreamDB, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Gateway, str]]:
+def api(upstream: UpstreamDB, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Gateway, Base]]:
     with upstream.connect(autocommit=True) as conn:
         conn.execute("CREATE TABLE IF NOT EXISTS invoices (id int PRIMARY KEY, total int)")
         conn.execute("INSERT INTO invoices VALUES (1, 100), (2, 200), (3, 300) ON CONFLICT DO NOTHING")
     port = free_port()
     with run_gateway(tmp_path_factory.mktemp("api"), upstream,
                      extra={"rules": RULES, "listen": {"api": f"127.0.0.1:{port}"}}) as gw:
-        base = f"https://127.0.0.1:{port}"
+        base = Base(f"https://127.0.0.1:{port}", gw.tls_context())
         flush_wait(lambda: _up(base), 15)
         yield gw, base
 
 
-def _up(base: str) -> bool:
+@dataclass(frozen=True)
+class Base:
+    url: str
+    tls: ssl.SSLContext  # the API's certificate is the gateway's own, checked like any other
+
+
+def _up(base: Base) -> bool:
     try:
-        return httpx.get(f"{base}/api/openapi.json", verify=False, timeout=2).status_code == 200
+        return client(base, None).get("/api/openapi.json", timeout=2).status_code == 200
     except httpx.HTTPError:
         return False
 
 
-def client(base: str, token: str | None) -> httpx.Client:
+def client(base: Base, token: str | None) -> httpx.Client:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    return httpx.Client(base_url=base, headers=headers, verify=False, timeout=20)
+    return httpx.Client(base_url=base.url, headers=headers, verify=base.tls, timeout=20)
 
 
-def test_tokens_are_required_and_checked(api: tuple[Gateway, str]) -> None:
+def test_tokens_are_required_and_checked(api: tuple[Gateway, Base]) -> None:
     gw, base = api
     assert client(base, None).get("/api/v1/reviews").status_code == 401
     bad = client(base, gw.token(unique("x"))[:-3] + "abc").get("/api/v1/reviews")
     assert bad.status_code == 401 and "token was refused" in bad.json()["detail"]
     flush_wait(lambda: [e for e in gw.store().events(kind="auth_failed") if e["detail"].get("via") == "http api"])
-    spec = httpx.get(f"{base}/api/openapi.json", verify=False).json()
+    spec = client(base, None).get("/api/openapi.json").json()
     assert {"/api/v1/reviews", "/api/v1/reviews/{review_id}/approve", "/api/v1/exec"} <= set(spec["paths"])
 
 
-def test_reviewers_decide_over_http_and_only_see_what_is_theirs(api: tuple[Gateway, str],
+def test_reviewers_decide_over_http_and_only_see_what_is_theirs(api: tuple[Gateway, Base],
                                                                upstream: UpstreamDB) -> None:
     gw, base = api
     user, reviewer, outsider = unique("req"), unique("fin"), unique("eng")
@@ -68,7 +76,8 @@ def test_reviewers_decide_over_http_and_only_see_what_is_theirs(api: tuple[Gatew
         r = flush_wait(lambda: next((x for x in rs.list("pending") if x.requester == user), None), 15)
         assert r is not None
         mine = client(base, gw.token(user)).get("/api/v1/reviews").json()
-        assert [x["id"] for x in mine] == [r.id] and mine[0]["statement"] == "UPDATE invoices SET total = $1 WHERE id = $2"
+        assert [x["id"] for x in mine] == [r.id]
+        assert mine[0]["statement"] == "UPDATE invoices SET total = $1 WHERE id = $2"
         other = client(base, gw.token(outsider, "eng"))
         assert r.id not in [x["id"] for x in other.get("/api/v1/reviews").json()]
         assert other.get(f"/api/v1/reviews/{r.id}").status_code == 404
@@ -88,7 +97,7 @@ def test_reviewers_decide_over_http_and_only_see_what_is_theirs(api: tuple[Gatew
     assert ("review_vote", reviewer, True) in kinds and ("review_vote_refused", user, True) in kinds
 
 
-def test_exec_runs_as_the_caller_and_waits_or_not(api: tuple[Gateway, str], upstream: UpstreamDB) -> None:
+def test_exec_runs_as_the_caller_and_waits_or_not(api: tuple[Gateway, Base], upstream: UpstreamDB) -> None:
     gw, base = api
     user, reviewer = unique("agent"), unique("fin")
     me = client(base, gw.token(user))

@@ -45,8 +45,9 @@ def test_held_on_a_released_through_b_and_a_request_outlives_a_restart(
             r = pending()
             assert r is not None and r.gateway == a.store().sessions(user=user)[0]["gateway"] and r.session_id
             # the approval goes through replica b's HTTP API; the statement waits on replica a
-            res = httpx.post(f"https://127.0.0.1:{api_port}/api/v1/reviews/{r.id}/approve", json={}, verify=False,
-                             headers={"Authorization": f"Bearer {b.token(reviewer, 'sre')}"}, timeout=20)
+            res = httpx.post(f"https://127.0.0.1:{api_port}/api/v1/reviews/{r.id}/approve", json={},
+                             verify=b.tls_context(), timeout=20,
+                             headers={"Authorization": f"Bearer {b.token(reviewer, 'sre')}"})
             assert res.status_code == 200 and res.json()["status"] == "approved", res.text
             t.join(15)
             assert out.get("rows") == 1
