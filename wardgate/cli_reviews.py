@@ -147,8 +147,9 @@ def _vote(config_path: str | None, store_url: str | None, token: str | None, rev
         click.echo(f"wardgate: {exc}", err=True)
         sys.exit(1)
     if after.status == APPROVED:
-        click.echo(f"review {after.id} approved by {', '.join(after.decided_by)}: the statement runs in the "
-                   "requester's session, once")
+        then = ("the grant starts at the requester's first session" if after.kind == "access"
+                else "the statement runs in the requester's session, once")
+        click.echo(f"review {after.id} approved by {', '.join(after.decided_by)}: {then}")
     elif after.status == DENIED:
         click.echo(f"review {after.id} denied")
     else:

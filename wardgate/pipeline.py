@@ -289,8 +289,8 @@ class Pipeline:
     def grant_ended(self, session: Session, why: str) -> None:
         """A session's grant expired or was revoked: recorded before the session is ended."""
         if session.grant is not None:
-            self._event(f"access_{why}", session.identity.subject, session.connection_name, session.client,
-                        {"grant": session.grant.id}, session.id)
+            self._event("access_ended", session.identity.subject, session.connection_name, session.client,
+                        {"grant": session.grant.id, "why": why}, session.id)
 
     def check_startup(self, session: Session, params: dict[str, str]) -> None:
         """Startup-packet settings are decided like the SET statements they amount to (``role=admin`` is

@@ -72,9 +72,11 @@ def test_refused_then_granted_elevated_and_ended_at_expiry(gw: Gateway, upstream
     conn.close()
     with pytest.raises(psycopg.OperationalError, match="requires membership"):  # expired, and used: not again
         psycopg.connect(gw.dsn(user, gw.token(user))).close()
-    kinds = [e["kind"] for e in reversed(gw.store().events(limit=300)) if e["subject"] == user]
-    for k in ("access_requested", "access_granted", "access_used", "access_expired"):
+    events = [(e["kind"], e["detail"]) for e in reversed(gw.store().events(limit=300)) if e["subject"] == user]
+    kinds = [k for k, _ in events]
+    for k in ("access_requested", "access_granted", "access_used", "access_ended"):
         assert k in kinds, kinds
+    assert [d["why"] for k, d in events if k == "access_ended"] == ["expired"]
     sessions = flush_wait(lambda: [s for s in gw.store().sessions(user=user) if s["ended_at"]])
     assert sessions[0]["end_reason"] == "access grant expired" and "writers" in sessions[0]["groups"]
 
