@@ -311,6 +311,24 @@ out:
 
 /* --- candidates ----------------------------------------------------------------------------------------------- */
 
+/* The detectors and skip arguments (args[3], args[4]) of candidates and whole_kinds. */
+static int
+detectors_and_skip(PyObject *const *args, const char *fn, unsigned *det, Py_ssize_t *skip)
+{
+    if (detector_bits(args[3], fn, 0, det) != 0) return -1;
+    if (!PyLong_Check(args[4])) {
+        PyErr_Format(PyExc_TypeError, "%s() skip must be int", fn);
+        return -1;
+    }
+    *skip = PyLong_AsSsize_t(args[4]);
+    if (*skip == -1 && PyErr_Occurred()) return -1;
+    if (*skip < 0) {
+        PyErr_Format(PyExc_ValueError, "%s() skip must not be negative", fn);
+        return -1;
+    }
+    return 0;
+}
+
 PyDoc_STRVAR(candidates_doc,
 "candidates(buf, starts, ends, detectors, skip, /)\n--\n\n"
 "bulk.candidates_py in C: the indices i, ascending, of the values (starts[i] >= 0) for which\n"
@@ -325,24 +343,9 @@ candidates(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
         PyErr_Format(PyExc_TypeError, "candidates() takes exactly 5 arguments (%zd given)", nargs);
         return NULL;
     }
-    if (!PyLong_Check(args[3]) || !PyLong_Check(args[4])) {
-        PyErr_SetString(PyExc_TypeError, "candidates() detectors and skip must be int");
-        return NULL;
-    }
-    int overflow = 0;
-    long det = PyLong_AsLongAndOverflow(args[3], &overflow);
-    if (det == -1 && PyErr_Occurred()) return NULL;
-    if (overflow || det < 0 || det > (long)D_ALL) {
-        PyErr_Format(PyExc_ValueError, "candidates() detectors must be a bit set of the %d built-in detectors "
-                     "(0 to %d)", D_COUNT, (int)D_ALL);
-        return NULL;
-    }
-    Py_ssize_t skip = PyLong_AsSsize_t(args[4]);
-    if (skip == -1 && PyErr_Occurred()) return NULL;
-    if (skip < 0) {
-        PyErr_SetString(PyExc_ValueError, "candidates() skip must not be negative");
-        return NULL;
-    }
+    unsigned det;
+    Py_ssize_t skip;
+    if (detectors_and_skip(args, "candidates", &det, &skip) != 0) return NULL;
     Py_buffer view;
     if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) != 0) return NULL;
     PyObject *s_seq, *e_seq;
@@ -360,7 +363,7 @@ candidates(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
         int r = value_at(ss, es, i, n, "candidates", &s, &e);
         if (r < 0) goto fail;
         if (r == 0 || det == 0 || e - s <= skip) continue;
-        if (scan(p + s + skip, e - s - skip, (unsigned)det)) {
+        if (scan(p + s + skip, e - s - skip, det)) {
             PyObject *index = PyLong_FromSsize_t(i);
             if (index == NULL) goto fail;
             int err = PyList_Append(result, index);
@@ -678,32 +681,6 @@ whole_kind(const uint8_t *v, Py_ssize_t n, unsigned det)
     if ((det & D_PHONE) && is_phone(v, n)) return K_PHONE;
     if ((det & D_IPV4) && is_ipv4(v, n)) return K_IPV4;
     return UNSURE;
-}
-
-/* The detectors and skip arguments of whole_kinds (as candidates reads them). */
-static int
-detectors_and_skip(PyObject *const *args, const char *fn, unsigned *det, Py_ssize_t *skip)
-{
-    if (!PyLong_Check(args[3]) || !PyLong_Check(args[4])) {
-        PyErr_Format(PyExc_TypeError, "%s() detectors and skip must be int", fn);
-        return -1;
-    }
-    int overflow = 0;
-    long d = PyLong_AsLongAndOverflow(args[3], &overflow);
-    if (d == -1 && PyErr_Occurred()) return -1;
-    if (overflow || d < 0 || d > (long)D_ALL) {
-        PyErr_Format(PyExc_ValueError, "%s() detectors must be a bit set of the %d built-in detectors (0 to %d)", fn,
-                     D_COUNT, (int)D_ALL);
-        return -1;
-    }
-    *det = (unsigned)d;
-    *skip = PyLong_AsSsize_t(args[4]);
-    if (*skip == -1 && PyErr_Occurred()) return -1;
-    if (*skip < 0) {
-        PyErr_Format(PyExc_ValueError, "%s() skip must not be negative", fn);
-        return -1;
-    }
-    return 0;
 }
 
 PyDoc_STRVAR(whole_kinds_doc,

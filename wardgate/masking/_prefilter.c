@@ -50,29 +50,19 @@ may_match(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
         PyErr_Format(PyExc_TypeError, "may_match() takes exactly 2 arguments (%zd given)", nargs);
         return NULL;
     }
-    if (!PyLong_Check(args[1])) {
-        PyErr_Format(PyExc_TypeError, "may_match() detectors must be an int, not %.100s", Py_TYPE(args[1])->tp_name);
-        return NULL;
-    }
-    int overflow = 0;
-    long det = PyLong_AsLongAndOverflow(args[1], &overflow);
-    if (det == -1 && PyErr_Occurred()) return NULL;
-    if (overflow || det < 0 || det > (long)D_ALL) {
-        PyErr_Format(PyExc_ValueError, "may_match() detectors must be a bit set of the %d built-in detectors "
-                     "(0 to %d)", D_COUNT, (int)D_ALL);
-        return NULL;
-    }
+    unsigned det;
+    if (detector_bits(args[1], "may_match", 0, &det) != 0) return NULL;
     Py_buffer view;
     if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) != 0) return NULL;
     int found = 0;
     if (det != 0 && view.len > 0) {
         if (view.len >= NOGIL_FROM) {
             Py_BEGIN_ALLOW_THREADS
-            found = scan((const uint8_t *)view.buf, view.len, (unsigned)det);
+            found = scan((const uint8_t *)view.buf, view.len, det);
             Py_END_ALLOW_THREADS
         }
         else {
-            found = scan((const uint8_t *)view.buf, view.len, (unsigned)det);
+            found = scan((const uint8_t *)view.buf, view.len, det);
         }
     }
     PyBuffer_Release(&view);

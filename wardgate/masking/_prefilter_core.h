@@ -81,6 +81,28 @@ static const uint16_t stops[256] = {TABLE(STOP)};
 
 #define IS(b, flag) (cls[(uint8_t)(b)] & (flag))
 
+/* The detectors argument of the modules' functions: an int, a bit set of the built-in detectors from `least`
+   (0, or 1 where an empty set makes no sense) to D_ALL. Returns 0, or -1 with TypeError/ValueError set naming
+   `fn`. */
+static int
+detector_bits(PyObject *arg, const char *fn, long least, unsigned *det)
+{
+    if (!PyLong_Check(arg)) {
+        PyErr_Format(PyExc_TypeError, "%s() detectors must be an int, not %.100s", fn, Py_TYPE(arg)->tp_name);
+        return -1;
+    }
+    int overflow = 0;
+    long d = PyLong_AsLongAndOverflow(arg, &overflow);
+    if (d == -1 && PyErr_Occurred()) return -1;
+    if (overflow || d < least || d > (long)D_ALL) {
+        PyErr_Format(PyExc_ValueError, "%s() detectors must be a %sbit set of the %d built-in detectors (%ld to %d)",
+                     fn, least > 0 ? "non-empty " : "", D_COUNT, least, (int)D_ALL);
+        return -1;
+    }
+    *det = (unsigned)d;
+    return 0;
+}
+
 /* Are p[a..b] (inclusive) all digits? (a >= 0 is the caller's business.) */
 static inline int
 digits(const uint8_t *p, Py_ssize_t a, Py_ssize_t b)

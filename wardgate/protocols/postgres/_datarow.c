@@ -259,18 +259,8 @@ may_match(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
         PyErr_Format(PyExc_TypeError, "may_match() takes exactly 4 arguments (%zd given)", nargs);
         return NULL;
     }
-    if (!PyLong_Check(args[3])) {
-        PyErr_Format(PyExc_TypeError, "may_match() detectors must be an int, not %.100s", Py_TYPE(args[3])->tp_name);
-        return NULL;
-    }
-    int overflow = 0;
-    long det = PyLong_AsLongAndOverflow(args[3], &overflow);
-    if (det == -1 && PyErr_Occurred()) return NULL;
-    if (overflow || det <= 0 || det > (long)D_ALL) {
-        PyErr_Format(PyExc_ValueError, "may_match() detectors must be a non-empty bit set of the %d built-in "
-                     "detectors (1 to %d)", D_COUNT, (int)D_ALL);
-        return NULL;
-    }
+    unsigned det;
+    if (detector_bits(args[3], "may_match", 1, &det) != 0) return NULL;
     Py_ssize_t small_cols[SMALL_COLS], small_skips[SMALL_COLS];
     Py_ssize_t ncols = 0, need = 0, nskips = 0, unused = 0;
     Py_ssize_t *cols = read_columns(args[1], &ncols, &need, small_cols, SMALL_COLS);
@@ -322,7 +312,7 @@ may_match(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
             Py_ssize_t c = cols[k];
             Py_ssize_t s = spans[2 * c], e = spans[2 * c + 1];
             if (s < 0 || s + skips[k] >= e) continue;
-            if (scan(p + s + skips[k], e - s - skips[k], (unsigned)det)) {
+            if (scan(p + s + skips[k], e - s - skips[k], det)) {
                 found = 1;
                 break;
             }
