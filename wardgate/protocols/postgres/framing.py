@@ -6,6 +6,7 @@ that a relay can forward it untouched. Reading stays in one place so that every 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from struct import Struct
 
 _U32 = Struct("!I")
@@ -27,6 +28,46 @@ def _bad_length(kind: int, length: int, limit: int) -> ProtocolViolation:
     if length < 4:
         return ProtocolViolation(f"invalid message length {length} for message type {chr(kind)!r}")
     return ProtocolViolation(f"message of {length} bytes exceeds the limit of {limit} bytes")
+
+
+def _frames_py(buf: bytes | bytearray, run_type: int, limit: int) -> tuple[list[tuple[int, bytes, int]], int]:
+    """The framing loop (the specification of ``_framing.frames``): every whole message of ``buf`` as
+    ``(type, bytes, count)``, consecutive ``run_type`` messages merged, and the offset after the last one.
+    Raises ``ValueError(type, length)`` for a length below 4 or above ``limit``."""
+    out: list[tuple[int, bytes, int]] = []
+    pos = 0
+    end = len(buf)
+    unpack = _U32.unpack_from
+    run_start = -1
+    run_count = 0
+    while end - pos >= 5:
+        (length,) = unpack(buf, pos + 1)
+        if length < 4 or length > limit:
+            raise ValueError(buf[pos], length)
+        stop = pos + 1 + length
+        if stop > end:
+            break
+        kind = buf[pos]
+        if kind == run_type:
+            if run_start < 0:
+                run_start = pos
+            run_count += 1
+        else:
+            if run_start >= 0:
+                out.append((run_type, bytes(buf[run_start:pos]), run_count))
+                run_start, run_count = -1, 0
+            out.append((kind, bytes(buf[pos:stop]), 1))
+        pos = stop
+    if run_start >= 0:
+        out.append((run_type, bytes(buf[run_start:pos]), run_count))
+    return out, pos
+
+
+_frames: Callable[[bytes | bytearray, int, int], tuple[list[tuple[int, bytes, int]], int]]
+try:
+    from ._framing import frames as _frames
+except ImportError:  # not built: the Python loop does the work
+    _frames = _frames_py
 
 
 class FrameReader:
@@ -64,34 +105,13 @@ class FrameReader:
             buf: bytes | bytearray = self._buf
         else:
             buf = data
-        out: list[tuple[int, bytes, int]] = []
-        pos = 0
+        try:
+            out, pos = _frames(buf, run_type, self.max_message)
+        except ValueError as exc:
+            self._buf = bytearray()
+            kind, length = exc.args
+            raise _bad_length(kind, length, self.max_message) from None
         end = len(buf)
-        unpack = _U32.unpack_from
-        limit = self.max_message
-        run_start = -1
-        run_count = 0
-        while end - pos >= 5:
-            (length,) = unpack(buf, pos + 1)
-            if length < 4 or length > limit:
-                self._buf = bytearray()
-                raise _bad_length(buf[pos], length, limit)
-            stop = pos + 1 + length
-            if stop > end:
-                break
-            kind = buf[pos]
-            if kind == run_type:
-                if run_start < 0:
-                    run_start = pos
-                run_count += 1
-            else:
-                if run_start >= 0:
-                    out.append((run_type, bytes(buf[run_start:pos]), run_count))
-                    run_start, run_count = -1, 0
-                out.append((kind, bytes(buf[pos:stop]), 1))
-            pos = stop
-        if run_start >= 0:
-            out.append((run_type, bytes(buf[run_start:pos]), run_count))
         if buf is self._buf:
             del self._buf[:pos]
         elif pos < end:

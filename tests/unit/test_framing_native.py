@@ -1,0 +1,66 @@
+"""The C framing loop (wardgate.protocols.postgres._framing.frames) answers exactly what the Python loop
+(framing._frames_py, its specification) answers: the same entries, the same offset, the same refusal.
+
+Property tests draw streams of messages of random types and sizes (runs of one type included), cut anywhere,
+with lengths corrupted or spliced in, for random run types and limits, as bytes and as bytearray.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from wardgate.protocols.postgres import _framing
+from wardgate.protocols.postgres.framing import FrameReader, ProtocolViolation, _frames_py
+
+MANY = settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+kinds = st.sampled_from(b"DDDDTCZNEAs")
+message = st.builds(lambda k, body: bytes([k]) + struct.pack("!I", len(body) + 4) + body, kinds,
+                    st.binary(max_size=40))
+stream = st.lists(message, max_size=30).map(b"".join)
+
+
+def both(buf: bytes | bytearray, run_type: int, limit: int) -> tuple[object, object]:
+    def call(f):  # type: ignore[no-untyped-def]
+        try:
+            return f(buf, run_type, limit)
+        except ValueError as exc:
+            return ("refused", exc.args)
+    return call(_framing.frames), call(_frames_py)
+
+
+@MANY
+@given(stream, st.sampled_from([-1, ord("D"), ord("T"), ord("Z")]), st.integers(4, 64), st.data())
+@example(b"", ord("D"), 64, None)
+@example(b"D\x00\x00\x00\x03", ord("D"), 64, None)  # a length below 4
+@example(b"D\xff\xff\xff\xff", ord("D"), 1 << 30, None)  # beyond the limit
+def test_equals_reference(buf: bytes, run_type: int, limit: int, data: st.DataObject | None) -> None:
+    if data is not None and buf:
+        how = data.draw(st.sampled_from(["whole", "cut", "corrupt", "splice"]))
+        at = data.draw(st.integers(0, len(buf) - 1))
+        if how == "cut":
+            buf = buf[:at]
+        elif how == "corrupt":
+            buf = buf[:at] + bytes([data.draw(st.integers(0, 255))]) + buf[at + 1 :]
+        elif how == "splice":
+            buf = buf[:at] + data.draw(st.binary(min_size=1, max_size=8)) + buf[at:]
+    native, reference = both(buf, run_type, limit)
+    assert native == reference, (buf, run_type, limit)
+    assert both(bytearray(buf), run_type, limit)[0] == reference
+
+
+def test_reader_refuses_like_before_and_keeps_partial_frames() -> None:
+    r = FrameReader(100)
+    assert r.feed_runs(b"D\x00\x00\x00\x06\x00\x00D\x00\x00", ord("D")) == [(68, b"D\x00\x00\x00\x06\x00\x00", 1)]
+    assert r.buffered == 3
+    assert r.feed_runs(b"\x00\x06\x00\x00Z\x00\x00\x00\x05I", ord("D")) == [
+        (68, b"D\x00\x00\x00\x06\x00\x00", 1), (90, b"Z\x00\x00\x00\x05I", 1)]
+    with pytest.raises(ProtocolViolation, match="exceeds the limit of 100 bytes"):
+        r.feed_runs(b"Q\x00\x00\x10\x00", -1)
+    assert r.buffered == 0
+    with pytest.raises(ProtocolViolation, match="invalid message length 3 for message type 'Q'"):
+        FrameReader(100).feed_runs(b"Q\x00\x00\x00\x03", -1)
