@@ -9,19 +9,16 @@ ends every session that uses it when it expires or is revoked (``revoke``).
 from __future__ import annotations
 
 import getpass
-import json
 import sys
-import time
 from datetime import UTC, datetime
 
 import click
 
-from .cli_common import _json, _load, _store, _table, _ts, config_options
-from .config import parse_duration
+from .cli_common import _json, _load, _store, _table, _ts, cli_event, config_options
+from .config import format_duration, parse_duration
 from .identity.model import AuthFailure
 from .reviews.notify import REQUESTED, messages
 from .store import StoreError
-from .store.db import Write
 from .store.grants import GrantStore
 from .store.notifications import Outbox
 from .store.reviews import ReviewStore
@@ -30,14 +27,6 @@ from .store.reviews import ReviewStore
 @click.group()
 def access() -> None:
     """Just-in-time access grants: request, list, revoke."""
-
-
-def _human(seconds: float) -> str:
-    if seconds % 3600 == 0:
-        return f"{int(seconds // 3600)}h"
-    if seconds % 60 == 0:
-        return f"{int(seconds // 60)}m"
-    return f"{seconds:g}s"
 
 
 @access.command("request")
@@ -79,22 +68,22 @@ def access_request(config_path: str | None, store_url: str | None, connection: s
         click.echo(f"wardgate: your token was refused: {exc.reason}", err=True)
         sys.exit(1)
     spec = conn.access.review.spec()
-    what = f"ACCESS {connection} FOR {_human(capped)}" + (f" WITH GROUPS {', '.join(wanted)}" if wanted else "")
+    what = f"ACCESS {connection} FOR {format_duration(capped)}"
+    if wanted:
+        what += f" WITH GROUPS {', '.join(wanted)}"
     try:
         review = ReviewStore(store).create(
             spec=spec, requester=who.subject, requester_groups=who.groups, connection=connection, session_id=None,
             gateway="cli", rule="access", rule_reason="just-in-time access", statement=what, redacted=what,
             param_count=0, reason=reason, kind="access", access={"duration": capped, "groups": wanted})
         Outbox(store).enqueue(REQUESTED, review.id, messages(cfg.notifications, REQUESTED, review.public(), "cli"))
-        store.write([Write("events", {
-            "at": time.time(), "kind": "access_requested", "subject": who.subject, "connection": connection,
-            "client_addr": "cli", "session_id": None,
-            "detail": json.dumps({"review": review.id, "duration": capped, "groups": wanted, "reason": reason,
-                                  "approvers": list(spec.approvers)}, sort_keys=True)})])
+        cli_event(store, "access_requested", who.subject, connection, {
+            "review": review.id, "duration": capped, "groups": wanted, "reason": reason,
+            "approvers": list(spec.approvers)})
     except StoreError as exc:
         click.echo(f"wardgate: {exc}", err=True)
         sys.exit(1)
-    note = f" (capped at the connection's maximum, {_human(capped)})" if capped < seconds else ""
+    note = f" (capped at the connection's maximum, {format_duration(capped)})" if capped < seconds else ""
     click.echo(f"access request {review.id}: {what}{note}; waiting for {spec.describe()} "
                f"(wardgate reviews approve {review.id}); the time starts at your first session")
 
@@ -134,8 +123,5 @@ def access_revoke(config_path: str | None, store_url: str | None, grant_id: str,
     if not grants.revoke(g.id, by, reason or None):
         click.echo(f"wardgate: grant {g.id} is already revoked", err=True)
         sys.exit(1)
-    store.write([Write("events", {
-        "at": time.time(), "kind": "access_revoked", "subject": g.subject, "connection": g.connection,
-        "client_addr": "cli", "session_id": None,
-        "detail": json.dumps({"grant": g.id, "by": by, "reason": reason or None}, sort_keys=True)})])
+    cli_event(store, "access_revoked", g.subject, g.connection, {"grant": g.id, "by": by, "reason": reason or None})
     click.echo(f"revoked {g.id}")

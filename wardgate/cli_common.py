@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -12,6 +13,7 @@ import click
 
 from .config import Config, ConfigError, Overrides, load_config
 from .store import Store, StoreError
+from .store.db import Write
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -73,3 +75,11 @@ def _table(headers: list[str], rows: list[list[str]]) -> None:
     click.echo("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip())
     for r in rows:
         click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+
+
+def cli_event(store: Store, kind: str, subject: str | None, connection: str | None, detail: dict[str, Any],
+              session_id: str | None = None) -> None:
+    """An audit event a command records itself (it has no gateway journal): written to the store at once."""
+    store.write([Write("events", {
+        "at": time.time(), "kind": kind, "subject": subject, "connection": connection, "client_addr": "cli",
+        "session_id": session_id, "detail": json.dumps(detail, sort_keys=True, default=str)})])

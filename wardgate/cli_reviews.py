@@ -8,19 +8,16 @@ an audit event.
 
 from __future__ import annotations
 
-import json
 import sys
-import time
 from datetime import UTC, datetime
 
 import click
 
-from .cli_common import _json, _load, _store, _table, _ts, config_options
+from .cli_common import _json, _load, _store, _table, _ts, cli_event, config_options
 from .identity.model import AuthFailure, Identity
 from .reviews.model import APPROVED, DENIED, PENDING, VoteRefused
 from .reviews.votes import cast, details
 from .store import Store, StoreError
-from .store.db import Write
 from .store.notifications import Outbox
 from .store.reviews import Review, ReviewStore
 
@@ -117,10 +114,8 @@ def _reviewer(store: Store, config_path: str | None, store_url: str | None, toke
             raise AuthFailure("the token is not one this gateway issued")
         return service.verify(token)
     except AuthFailure as exc:
-        store.write([Write("events", {
-            "at": time.time(), "kind": "auth_failed", "subject": None, "connection": None, "client_addr": "cli",
-            "session_id": None, "detail": json.dumps({"review": review_id, "via": "wardgate reviews",
-                                                      "reason": exc.reason}, sort_keys=True)})])
+        cli_event(store, "auth_failed", None, None, {"review": review_id, "via": "wardgate reviews",
+                                                     "reason": exc.reason})
         click.echo(f"wardgate: your token was refused: {exc.reason}", err=True)
         sys.exit(1)
     except StoreError as exc:
@@ -159,11 +154,7 @@ def _vote(config_path: str | None, store_url: str | None, token: str | None, rev
 
 
 def _event(store: Store, kind: str, who: Identity, review: Review, detail: dict[str, object]) -> None:
-    store.write([Write("events", {
-        "at": time.time(), "kind": kind, "subject": who.subject, "connection": review.connection,
-        "client_addr": "cli", "session_id": review.session_id,
-        "detail": json.dumps(details(review, who, detail), sort_keys=True, default=str),
-    })])
+    cli_event(store, kind, who.subject, review.connection, details(review, who, detail), review.session_id)
 
 
 def _short(text: str, width: int = 60) -> str:

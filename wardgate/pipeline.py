@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .audit.recorder import AuditUnavailable, Recorder
-from .config import Config, PostgresConnection
+from .config import Config, PostgresConnection, format_duration
 from .identity.model import Authenticator, AuthFailure, Identity
 from .masking.detectors import custom
 from .masking.maskers import Style
@@ -636,8 +636,9 @@ class Pipeline:
             exc = StatementRefused("42501", message, detail, "nothing of the message ran")
             why = f"review {review_id} denied by {by}" + (f": {reason}" if reason else "")
         elif status == "expired":
+            within = format_duration(held.spec.expires_after)
             exc = StatementRefused("57014", f'wardgate: review {review_id} (rule "{d.rule}") expired: nobody '
-                                   f"decided within {_duration(held.spec.expires_after)}, so the statement did not run",
+                                   f"decided within {within}, so the statement did not run",
                                    None, f"ask {held.spec.describe()}, then run it again")
             why = f"review {review_id} expired"
         else:
@@ -764,14 +765,6 @@ class Pipeline:
                 ),
             )
         )
-
-
-def _duration(seconds: float) -> str:
-    if seconds % 3600 == 0:
-        return f"{int(seconds // 3600)}h"
-    if seconds % 60 == 0:
-        return f"{int(seconds // 60)}m"
-    return f"{seconds:g}s"
 
 
 def masked_json(counts: Counts | None) -> str | None:

@@ -29,7 +29,9 @@ RULES = [
 def gw(upstream: UpstreamDB, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     with upstream.connect(autocommit=True) as conn:
         conn.execute("CREATE TABLE IF NOT EXISTS orders (id int PRIMARY KEY, amount int)")
-        conn.execute("INSERT INTO orders VALUES (1, 10), (2, 20) ON CONFLICT DO NOTHING")
+        # other test modules share the table: the rows this one reads are set, not assumed
+        conn.execute("INSERT INTO orders VALUES (1, 10), (2, 20) "
+                     "ON CONFLICT (id) DO UPDATE SET amount = EXCLUDED.amount")
     with run_gateway(tmp_path_factory.mktemp("policy-live"), upstream, extra={"rules": RULES}) as g:
         yield g
 
