@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from .cli_access import access
+from .cli_accounts import service_account
 from .cli_common import _json, _load, _store, _table, _ts, config_options
 from .cli_exec import exec_
 from .cli_reviews import reviews
@@ -27,6 +28,7 @@ def main() -> None:
 main.add_command(reviews)
 main.add_command(exec_)
 main.add_command(access)
+main.add_command(service_account)
 
 
 @main.command()
@@ -128,14 +130,21 @@ def token() -> None:
 
 @token.command("create")
 @config_options
-@click.option("--user", required=True, help="The identity the token stands for (the user name clients give).")
-@click.option("--groups", default="", help="Comma-separated groups.")
+@click.option("--user", default=None, help="The identity the token stands for (the user name clients give).")
+@click.option("--groups", default="", help="Comma-separated groups (with --user).")
+@click.option("--service-account", "account_name", default=None,
+              help="Issue the token to this service account (its groups apply; see wardgate service-account).")
 @click.option("--ttl", default=None, help="Lifetime, e.g. 30m, 1h, 7d (default: identity.tokens.default_ttl).")
 @click.option("--json", "as_json", is_flag=True, help="Print id, token and expiry as JSON.")
 def token_create(
-    config_path: str | None, store_url: str | None, user: str, groups: str, ttl: str | None, as_json: bool
+    config_path: str | None, store_url: str | None, user: str | None, groups: str, account_name: str | None,
+    ttl: str | None, as_json: bool
 ) -> None:
-    """Issue a signed token; it is printed once and never stored."""
+    """Issue a signed token; it is printed once, and only its SHA-256 is stored."""
+    if (user is None) == (account_name is None):
+        raise click.UsageError("give --user NAME (a person) or --service-account NAME")
+    if account_name is not None and groups:
+        raise click.UsageError("a service account's groups are the account's: wardgate service-account set-groups")
     cfg = _load(config_path, store_url)
     try:
         seconds = parse_duration(ttl) if ttl is not None else cfg.identity.tokens.default_ttl
@@ -146,14 +155,22 @@ def token_create(
             f"longer than identity.tokens.max_ttl ({cfg.identity.tokens.max_ttl:g}s)", param_hint="--ttl"
         )
     from .server import token_service
+    from .store.accounts import ServiceAccounts
 
     store = _store(cfg)
     import getpass
 
+    account = None
+    if account_name is not None:
+        account = ServiceAccounts(store).get(account_name)
+        if account is None:
+            raise click.BadParameter(f"no service account {account_name!r} (wardgate service-account create)",
+                                     param_hint="--service-account")
     try:
-        issued = token_service(cfg, store).create(user, groups.split(","), seconds, getpass.getuser())
+        issued = token_service(cfg, store).create(user or "", groups.split(","), seconds, getpass.getuser(),
+                                                  account)
     except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--user") from None
+        raise click.BadParameter(str(exc), param_hint="--service-account" if account else "--user") from None
     if as_json:
         _json(
             {
@@ -161,6 +178,7 @@ def token_create(
                 "token": issued.token,
                 "user": issued.subject,
                 "groups": list(issued.groups),
+                "service_account": issued.account,
                 "expires_at": issued.expires_at,
             }
         )
@@ -193,6 +211,8 @@ def token_revoke(config_path: str | None, store_url: str | None, token_id: str) 
 def token_list(config_path: str | None, store_url: str | None, user: str | None, as_json: bool) -> None:
     """List issued tokens (ids and metadata; the tokens themselves are never stored)."""
     rows = _store(_load(config_path, store_url)).tokens(user)
+    for r in rows:
+        r.pop("token_hash", None)  # not a secret, but nothing a reader needs
     if as_json:
         _json(rows)
         return
@@ -203,7 +223,7 @@ def token_list(config_path: str | None, store_url: str | None, user: str | None,
             [
                 r["id"],
                 r["subject"],
-                ",".join(r["groups"]) or "-",
+                f"(account {r['account']})" if r["account"] else ",".join(r["groups"]) or "-",
                 _ts(r["created_at"]),
                 _ts(r["expires_at"]),
                 "revoked" if r["revoked_at"] else ("expired" if r["expires_at"] < now else "active"),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -65,7 +67,54 @@ def test_revoked_token(gw: Gateway) -> None:
     gw.cli("token", "revoke", token_id)
     code, msg = login_error(gw, "revokee", token)
     assert code == "28P01" and "revoked" in msg
-    assert _events(gw, "revokee")[0]["detail"] == {"reason": "token revoked"}
+    assert _events(gw, "revokee")[0]["detail"] == {"reason": "token revoked", "issuer": "wardgate"}
+    _assert_no_secret(gw, token)
+
+
+def test_only_the_issued_token_is_accepted(gw: Gateway) -> None:
+    """The store keeps the SHA-256 of each token: the same id re-signed with other claims (as someone holding the
+    signing key could) is not the token that was issued."""
+    token = gw.token("hashed", "eng")
+    claims = jwt.decode(token, options={"verify_signature": False})
+    from wardgate.identity.keys import load_or_create
+
+    key = load_or_create(gw.store(), None)
+    wider = jwt.encode({**claims, "groups": ["eng", "dba"]}, key.private, algorithm="EdDSA",
+                       headers={"kid": key.kid})
+    code, msg = login_error(gw, "hashed", wider)
+    assert code == "28P01" and "does not match the one issued" in msg
+    row = gw.store().token(claims["jti"])
+    assert row is not None and row["token_hash"] == hashlib.sha256(token.encode()).hexdigest()
+    assert token not in json.dumps(gw.store().tokens(), default=str)
+
+
+def test_service_account_tokens_follow_the_account(gw: Gateway) -> None:
+    gw.cli("service-account", "create", "billing-agent", "--groups", "eng", "--description", "nightly billing")
+    out = gw.cli("token", "create", "--service-account", "billing-agent", "--json").stdout
+    issued = json.loads(out)
+    token = issued["token"]
+    assert issued["user"] == "billing-agent" and issued["groups"] == ["eng"]
+    with psycopg.connect(gw.dsn("billing-agent", token)) as conn:
+        assert conn.execute("select 1").fetchone() == (1,)
+    rows = flush_wait(lambda: gw.store().sessions(user="billing-agent"))
+    assert rows[0]["groups"] == ["eng"] and rows[0]["issuer"] == "wardgate"
+    gw.cli("service-account", "set-groups", "billing-agent", "eng,support")
+    with psycopg.connect(gw.dsn("billing-agent", token)) as conn:
+        conn.execute("select 1")
+    rows = flush_wait(lambda: [r for r in gw.store().sessions(user="billing-agent") if len(r["groups"]) == 2])
+    assert rows[0]["groups"] == ["eng", "support"]
+    listing = gw.cli("service-account", "list").stdout
+    assert "billing-agent" in listing and "eng,support" in listing and "nightly billing" in listing
+    gw.cli("service-account", "disable", "billing-agent")
+    code, msg = login_error(gw, "billing-agent", token)
+    assert code == "28P01" and "service account billing-agent is disabled" in msg
+    assert gw.cli("token", "create", "--service-account", "billing-agent", check=False).returncode != 0
+    assert gw.cli("service-account", "create", "billing-agent", check=False).returncode == 1
+    assert gw.cli("token", "create", "--service-account", "billing-agent", "--groups", "dba",
+                  check=False).returncode == 2
+    kinds = [e["kind"] for e in _events(gw, "billing-agent")]
+    for kind in ("service_account_created", "service_account_changed", "service_account_disabled"):
+        assert kind in kinds
     _assert_no_secret(gw, token)
 
 

@@ -10,10 +10,13 @@ from typing import Protocol
 class Identity:
     """A verified person or agent. ``method`` says which authenticator vouched for them."""
 
-    subject: str
-    groups: tuple[str, ...]
-    method: str
-    token_id: str | None = None
+    subject: str  # the user name: what clients log in as and what the audit names
+    groups: tuple[str, ...]  # the groups decisions use (after an IdP's group mapping)
+    method: str  # "token" (gateway-issued) or "oidc"
+    token_id: str | None = None  # the token's jti, when it has one
+    issuer: str | None = None  # who vouched: "wardgate" or the IdP's issuer URL
+    idp_subject: str | None = None  # the IdP's stable ``sub`` (a user name can be reassigned; sub cannot)
+    expires_at: float | None = None  # epoch seconds: when the presented token expires
 
 
 class AuthFailure(Exception):

@@ -1,11 +1,15 @@
-"""Gateway-issued tokens for services, agents and people without an IdP.
+"""Gateway-issued tokens for service accounts, agents and people without an IdP.
 
 A token is a JWT signed with the gateway's Ed25519 key (EdDSA). Verification is offline (signature, issuer,
-expiry) plus one store lookup, which both checks revocation and proves the token was issued by this store.
+expiry) plus one store lookup, which checks revocation and compares the token's SHA-256 with the one recorded at
+issue (the store holds only that hash, never a token). A service account's token carries no groups: they are
+read from the account at each login, so changing or disabling the account takes effect at once.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import secrets
 from dataclasses import dataclass
@@ -14,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 import jwt
 
 from ..store import Store
+from ..store.accounts import ServiceAccount, ServiceAccounts
 from ..store.db import Write, now
 from .keys import SigningKey
 from .model import AuthFailure, Identity
@@ -30,6 +35,11 @@ class IssuedToken:
     subject: str
     groups: tuple[str, ...]
     expires_at: datetime
+    account: str | None = None
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 class TokenService:
@@ -37,7 +47,14 @@ class TokenService:
         self.store = store
         self.key = key
 
-    def create(self, subject: str, groups: list[str], ttl_seconds: float, created_by: str) -> IssuedToken:
+    def create(self, subject: str, groups: list[str], ttl_seconds: float, created_by: str,
+               account: ServiceAccount | None = None) -> IssuedToken:
+        """A token for a person (``subject`` with ``groups``) or for a service ``account`` (its name and, when the
+        token is used, its groups then)."""
+        if account is not None:
+            if account.disabled_at is not None:
+                raise ValueError(f"the service account {account.name} is disabled")
+            subject, groups = account.name, []
         if not subject or any(c in subject for c in "\0\r\n"):
             raise ValueError("the user name must be non-empty and on one line")
         token_id = secrets.token_hex(8)
@@ -67,11 +84,14 @@ class TokenService:
                         "expires_at": expires,
                         "revoked_at": None,
                         "created_by": created_by,
+                        "token_hash": token_hash(token),
+                        "account": account.name if account else None,
                     },
                 )
             ]
         )
-        return IssuedToken(token_id, token, subject, clean_groups, expires)
+        return IssuedToken(token_id, token, subject, account.groups if account else clean_groups, expires,
+                           account.name if account else None)
 
     def accepts(self, credential: str) -> bool:
         try:
@@ -110,7 +130,16 @@ class TokenService:
             raise AuthFailure("token revoked")
         if row["expires_at"] < datetime.now(UTC) - timedelta(seconds=LEEWAY_SECONDS):
             raise AuthFailure("token expired")
+        # Tokens issued before hashes were kept have none; the signature and the row still vouch for them.
+        if row["token_hash"] is not None and not hmac.compare_digest(row["token_hash"], token_hash(credential)):
+            raise AuthFailure("token does not match the one issued under its id")
         groups = claims.get("groups", [])
         if not isinstance(groups, list) or not all(isinstance(g, str) for g in groups):
             raise AuthFailure("token groups claim is malformed")
-        return Identity(str(claims["sub"]), tuple(groups), "token", str(claims["jti"]))
+        if row["account"] is not None:
+            account = ServiceAccounts(self.store).get(row["account"])
+            if account is None or account.disabled_at is not None:
+                raise AuthFailure(f"the service account {row['account']} is disabled")
+            groups = list(account.groups)
+        return Identity(str(claims["sub"]), tuple(groups), "token", str(claims["jti"]), ISSUER, str(claims["sub"]),
+                        float(claims["exp"]))

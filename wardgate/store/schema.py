@@ -38,6 +38,20 @@ tokens = Table(
     Column("expires_at", DateTime(timezone=True), nullable=False),
     Column("revoked_at", DateTime(timezone=True)),
     Column("created_by", String(256), nullable=False),
+    Column("token_hash", String(64)),  # SHA-256 of the token: the token itself is never stored
+    Column("account", String(64)),  # the service account it was issued to, if any
+)
+
+service_accounts = Table(
+    "service_accounts",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("groups", Text, nullable=False),  # JSON list; its tokens get these groups when they are used
+    Column("description", Text, nullable=False, server_default=""),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_by", String(256), nullable=False),
+    Column("disabled_at", DateTime(timezone=True)),
+    Column("disabled_by", String(256)),
 )
 
 sessions = Table(
@@ -59,6 +73,8 @@ sessions = Table(
     Column("bytes_from_client", BigInteger, nullable=False, default=0),
     Column("bytes_to_client", BigInteger, nullable=False, default=0),
     Column("masking", Text),  # JSON: {"rules": [applied], "exempt": [rules the session's groups are exempt from]}
+    Column("issuer", String(512)),  # who vouched for the user: "wardgate" or an IdP's issuer URL
+    Column("idp_subject", String(256)),  # the IdP's stable sub claim
     Index("ix_sessions_started_at", "started_at"),
     Index("ix_sessions_user", "user"),
 )
