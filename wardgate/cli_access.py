@@ -60,10 +60,10 @@ def access_request(config_path: str | None, store_url: str | None, connection: s
     if not token:
         raise click.UsageError("a request needs your token: --token or WARDGATE_TOKEN")
     store = _store(cfg)
-    from .server import token_service
+    from .identity.verify import authenticators, verify_any
 
     try:
-        who = token_service(cfg, store).verify(token)
+        who = verify_any(authenticators(cfg, store), token)
     except AuthFailure as exc:
         click.echo(f"wardgate: your token was refused: {exc.reason}", err=True)
         sys.exit(1)

@@ -15,24 +15,26 @@ import sys
 from typing import Any
 
 import click
-import jwt
 import psycopg
 
 from .cli_common import _load, config_options
-from .config import parse_host_port
+from .config import Config, parse_host_port
+from .identity.oidc import claim, unverified_claims
 
 EXIT_HELD = 3  # left waiting for review (--no-wait)
 
 
-def _user_of(token: str) -> str:
-    """The user name a token is for (the gateway checks the token and that it matches; this only reads it)."""
-    try:
-        sub = jwt.decode(token, options={"verify_signature": False}).get("sub")
-    except jwt.PyJWTError:
-        sub = None
-    if not isinstance(sub, str) or not sub:
-        raise click.UsageError("the token is not a wardgate token (give --user for another kind)")
-    return sub
+def _user_of(token: str, cfg: Config) -> str:
+    """The user name a token is for: its sub, or for an identity provider's token the claim the config names
+    (the gateway checks the token and that it matches; this only reads it)."""
+    claims = unverified_claims(token) or {}
+    name: object = claims.get("sub")
+    for provider in cfg.identity.oidc:
+        if provider.issuer == claims.get("iss"):
+            name = claim(claims, provider.username_claim)
+    if not isinstance(name, str) or not name:
+        raise click.UsageError("cannot tell the user name from the token (give --user)")
+    return name
 
 
 @click.command("exec")
@@ -53,11 +55,12 @@ def exec_(config_path: str | None, store_url: str | None, connection: str, text:
     """Run one query string on CONNECTION through the gateway and print its results."""
     if not token:
         raise click.UsageError("exec needs your token: --token or WARDGATE_TOKEN")
-    if host is None or port is None:
+    if host is None or port is None or user is None:
         cfg = _load(config_path, store_url)
         h, p = parse_host_port(cfg.listen.postgres)
         host, port = host or h, port or p
-    params: dict[str, Any] = {"host": host, "port": port, "dbname": connection, "user": user or _user_of(token),
+        user = user or _user_of(token, cfg)
+    params: dict[str, Any] = {"host": host, "port": port, "dbname": connection, "user": user,
                               "password": token, "sslmode": sslmode, "application_name": "wardgate exec",
                               "connect_timeout": 10}
     if not wait:  # the gateway answers a held statement at once with its review id (docs/reviews.md)

@@ -105,14 +105,11 @@ def _reviewer(store: Store, config_path: str | None, store_url: str | None, toke
         click.echo("wardgate: voting needs your token: --token or WARDGATE_TOKEN (wardgate token create ...)",
                    err=True)
         sys.exit(2)
-    from .server import token_service
+    from .identity.verify import authenticators, verify_any
 
     cfg = _load(config_path, store_url)
     try:
-        service = token_service(cfg, store)
-        if not service.accepts(token):
-            raise AuthFailure("the token is not one this gateway issued")
-        return service.verify(token)
+        return verify_any(authenticators(cfg, store), token)
     except AuthFailure as exc:
         cli_event(store, "auth_failed", None, None, {"review": review_id, "via": "wardgate reviews",
                                                      "reason": exc.reason})

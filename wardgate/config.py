@@ -246,8 +246,106 @@ class TokensConfig(_Model):
         return _path(v, info)
 
 
+ASYMMETRIC_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
+
+
+def _loopback(host: str) -> bool:
+    return host in ("127.0.0.1", "::1", "localhost")
+
+
+class OIDCConfig(_Model):
+    """One identity provider whose tokens the gateway accepts (docs/identity-providers.md).
+
+    Only asymmetric signatures are accepted: with an HMAC algorithm anyone holding the verification key (for the
+    gateway, a public one) could mint tokens, and ``none`` is no signature at all.
+    """
+
+    issuer: str
+    audience: list[str] = Field(min_length=1)  # a token's aud must contain one of these
+    client_id: str | None = None  # the public client `wardgate login` uses (device flow, auth code + PKCE)
+    scopes: list[str] = Field(default_factory=lambda: ["openid", "profile", "email", "offline_access"])
+    algorithms: list[str] = Field(default_factory=lambda: list(ASYMMETRIC_ALGORITHMS))
+    username_claim: str = "email"
+    groups_claim: str = "groups"  # a dotted path: groups, realm_access.roles
+    group_map: dict[str, list[str]] = Field(default_factory=dict)  # IdP group -> gateway group(s)
+    unmapped_groups: Literal["keep", "drop"] = "keep"
+    allowed_groups: list[str] = Field(default_factory=list)  # after mapping; empty: anyone the IdP vouches for
+    leeway: Duration = 30.0
+    ca_file: Path | None = None  # trust for the IdP's HTTPS; default: the system store
+    jwks_max_age: Duration = 3600.0
+    jwks_min_refresh: Duration = 30.0
+    jwks_max_stale: Duration = 12 * 3600.0
+
+    @field_validator("audience", "scopes", mode="before")
+    @classmethod
+    def _listify(cls, v: object) -> object:
+        return [v] if isinstance(v, str) else v
+
+    @field_validator("group_map", mode="before")
+    @classmethod
+    def _map(cls, v: object) -> object:
+        if isinstance(v, dict):
+            return {k: [t] if isinstance(t, str) else t for k, t in v.items()}
+        return v
+
+    @field_validator("issuer")
+    @classmethod
+    def _issuer(cls, v: str) -> str:
+        parts = urlsplit(v)
+        if parts.scheme == "http" and _loopback(parts.hostname or ""):
+            return v
+        if parts.scheme != "https" or not parts.hostname:
+            raise ValueError("the issuer must be an https:// URL (http only for a loopback host, in development)")
+        if parts.query or parts.fragment:
+            raise ValueError("the issuer must not have a query or fragment")
+        return v
+
+    @field_validator("algorithms")
+    @classmethod
+    def _algs(cls, v: list[str]) -> list[str]:
+        bad = [a for a in v if a not in ASYMMETRIC_ALGORITHMS]
+        if bad:
+            raise ValueError(f"not an accepted signing algorithm: {', '.join(bad)} (only asymmetric ones: "
+                             f"{', '.join(ASYMMETRIC_ALGORITHMS)}; none and HS* are never accepted)")
+        if not v:
+            raise ValueError("at least one algorithm")
+        return v
+
+    @field_validator("username_claim", "groups_claim")
+    @classmethod
+    def _claim(cls, v: str) -> str:
+        if not v or any(not part for part in v.split(".")):
+            raise ValueError("a claim name (a dotted path for nested claims: realm_access.roles)")
+        return v
+
+    @field_validator("ca_file", mode="before")
+    @classmethod
+    def _p(cls, v: object, info: ValidationInfo) -> Path | None:
+        p = _path(v, info)
+        if p is not None and not p.is_file():
+            raise ValueError(f"file {p} does not exist")
+        return p
+
+    @model_validator(mode="after")
+    def _stale(self) -> OIDCConfig:
+        if self.jwks_max_stale < self.jwks_max_age:
+            raise ValueError("jwks_max_stale must not be shorter than jwks_max_age")
+        return self
+
+
 class IdentityConfig(_Model):
     tokens: TokensConfig = Field(default_factory=TokensConfig)
+    oidc: list[OIDCConfig] = Field(default_factory=list)
+
+    @field_validator("oidc")
+    @classmethod
+    def _distinct(cls, v: list[OIDCConfig]) -> list[OIDCConfig]:
+        issuers = [p.issuer for p in v]
+        if len(set(issuers)) != len(issuers):
+            raise ValueError("each issuer once")
+        if "wardgate" in issuers:
+            raise ValueError("the issuer wardgate is the gateway's own tokens'")
+        return v
 
 
 class AuditConfig(_Model):

@@ -19,6 +19,7 @@ from typing import Any
 from .audit.recorder import AuditUnavailable, Recorder
 from .config import Config, PostgresConnection, format_duration
 from .identity.model import Authenticator, AuthFailure, Identity
+from .identity.verify import claimed_issuer, verify_any
 from .masking.detectors import custom
 from .masking.maskers import Style
 from .masking.policy import ColumnPattern, MaskingPolicy, MaskRule, SessionMasking, expand_detectors
@@ -248,6 +249,8 @@ class Pipeline:
                         "bytes_from_client": 0,
                         "bytes_to_client": 0,
                         "masking": masking,
+                        "issuer": identity.issuer,
+                        "idp_subject": identity.idp_subject,
                     },
                 )
             )
@@ -320,10 +323,7 @@ class Pipeline:
 
     def identify(self, credential: str) -> Identity:
         """Who a bearer token (HTTP API) proves to be (blocking). Raises AuthFailure or StoreError."""
-        for auth in self.authenticators:
-            if auth.accepts(credential):
-                return auth.verify(credential)
-        raise AuthFailure("the token is not one this gateway accepts")
+        return verify_any(self.authenticators, credential)
 
     def record_event(self, kind: str, user: str | None, detail: dict[str, Any], client: str | None = None,
                      connection: str | None = None, session_id: str | None = None) -> None:
@@ -333,18 +333,15 @@ class Pipeline:
 
     def _authenticate(self, user: str, credential: str, connection_name: str, client: ClientInfo) -> Identity:
         try:
-            if not credential:
-                raise AuthFailure("no token given as password")
-            for auth in self.authenticators:
-                if auth.accepts(credential):
-                    identity = auth.verify(credential)
-                    break
-            else:
-                raise AuthFailure("the password is not a token this gateway accepts")
+            identity = verify_any(self.authenticators, credential)
             if identity.subject != user:
                 raise AuthFailure(f'the token belongs to "{identity.subject}", not to "{user}"')
         except AuthFailure as exc:
-            self._event("auth_failed", user, connection_name, client, {"reason": exc.reason})
+            detail = {"reason": exc.reason}
+            iss = claimed_issuer(credential)
+            if iss is not None:  # claimed, not proven: which IdP (or forger) the token says it came from
+                detail["issuer"] = iss
+            self._event("auth_failed", user, connection_name, client, detail)
             raise SessionRefused("28P01", f'authentication failed for user "{user}": {exc.reason}') from None
         except StoreError as exc:
             log.error("identity check failed, store unavailable: %s", exc)

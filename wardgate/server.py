@@ -23,6 +23,7 @@ from .config import Config, parse_host_port
 from .frontends.postgres import PostgresFrontend
 from .identity.keys import load_or_create
 from .identity.tokens import TokenService
+from .identity.verify import authenticators
 from .pipeline import Pipeline
 from .reviews.deliver import Deliverer
 from .store import Store
@@ -55,13 +56,13 @@ async def serve(config: Config, store: Store) -> None:
         if config.tls.self_signed:
             ensure_self_signed(cert, key, [host])
         ssl_ctx = server_context(cert, key)
-    tokens = token_service(config, store)
+    auths = authenticators(config, store)
     pipeline_id = gateway_id()
     journal_dir = config.data_dir / "journal"
     replay_journals(store, journal_dir)
     journal = Journal(journal_dir, journal_name(pipeline_id), fsync=config.audit.fsync)
     recorder = Recorder(store, journal)
-    pipeline = Pipeline(config, recorder, [tokens], pipeline_id)
+    pipeline = Pipeline(config, recorder, auths, pipeline_id)
     frontend = PostgresFrontend(config, pipeline, ssl_ctx)
     # Everything built so far (config, parser tables, SQLAlchemy metadata) lives as long as the process: move it
     # out of the collector's sight so that collections on the hot path only scan what the relay allocates.

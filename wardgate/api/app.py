@@ -123,6 +123,22 @@ def create_app(config: Config, pipeline: Pipeline) -> FastAPI:
     async def deny(review_id: str, body: VoteBody, who: Who) -> dict[str, Any]:
         return await vote(review_id, who, False, body.reason)
 
+    @app.get("/api/v1/login", summary="What `wardgate login` needs: the identity providers and the listener")
+    async def login_config() -> dict[str, Any]:
+        # Public by design (like an IdP's discovery document): issuer URLs and public client ids, nothing secret.
+        return {
+            "postgres": config.listen.postgres,
+            "tls": config.tls_enabled,
+            "providers": [{"issuer": p.issuer, "client_id": p.client_id, "scopes": p.scopes}
+                          for p in config.identity.oidc if p.client_id],
+        }
+
+    @app.get("/api/v1/whoami", summary="Who your token proves you are, as the gateway decides with it")
+    async def whoami(who: Who) -> dict[str, Any]:
+        ident = who.identity
+        return {"user": ident.subject, "groups": list(ident.groups), "method": ident.method,
+                "issuer": ident.issuer, "subject": ident.idp_subject, "expires_at": ident.expires_at}
+
     @app.post("/api/v1/exec", summary="Run one query string through the gateway, as you")
     async def exec_(body: ExecBody, who: Who) -> JSONResponse:
         host, port = parse_host_port(config.listen.postgres)
