@@ -14,6 +14,7 @@ from .cli_access import access
 from .cli_accounts import service_account
 from .cli_common import _json, _load, _store, _table, _ts, config_options
 from .cli_exec import exec_
+from .cli_login import login, logout, whoami
 from .cli_reviews import reviews
 from .config import Config, parse_duration
 from .store import Store
@@ -29,6 +30,9 @@ main.add_command(reviews)
 main.add_command(exec_)
 main.add_command(access)
 main.add_command(service_account)
+main.add_command(login)
+main.add_command(logout)
+main.add_command(whoami)
 
 
 @main.command()

@@ -141,7 +141,8 @@ def test_http_api_takes_the_same_tokens(gw: Gateway, idp: NanoIdP) -> None:
         assert refused.status_code == 401 and "signature" in refused.json()["detail"]
         public = client.get("/api/v1/login").json()
         assert public["providers"] == [{"issuer": idp.issuer, "client_id": idp.client_id,
-                                        "scopes": ["openid", "profile", "email", "offline_access"]}]
+                                        "scopes": ["openid", "profile", "email", "offline_access"],
+                                        "audience": [idp.audience, idp.client_id]}]
 
 
 def test_wardgate_exec_with_an_oidc_token(gw: Gateway, idp: NanoIdP) -> None:

@@ -129,7 +129,7 @@ def create_app(config: Config, pipeline: Pipeline) -> FastAPI:
         return {
             "postgres": config.listen.postgres,
             "tls": config.tls_enabled,
-            "providers": [{"issuer": p.issuer, "client_id": p.client_id, "scopes": p.scopes}
+            "providers": [{"issuer": p.issuer, "client_id": p.client_id, "scopes": p.scopes, "audience": p.audience}
                           for p in config.identity.oidc if p.client_id],
         }
 
