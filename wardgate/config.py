@@ -337,6 +337,11 @@ class IdentityConfig(_Model):
     tokens: TokensConfig = Field(default_factory=TokensConfig)
     oidc: list[OIDCConfig] = Field(default_factory=list)
 
+    @field_validator("oidc", mode="before")
+    @classmethod
+    def _one_or_many(cls, v: object) -> object:
+        return [v] if isinstance(v, dict) else v  # one provider may be written as a mapping (the design note's form)
+
     @field_validator("oidc")
     @classmethod
     def _distinct(cls, v: list[OIDCConfig]) -> list[OIDCConfig]:
