@@ -300,6 +300,8 @@ def sessions_show(config_path: str | None, store_url: str | None, session_id: st
         f"user        {row['user']} (groups: {','.join(row['groups']) or '-'}; via {row['auth_method']}"
         + (f" {row['token_id']})" if row["token_id"] else ")")
     )
+    if row.get("issuer"):
+        click.echo(f"identity    {row['idp_subject'] or '-'} at {row['issuer']}")
     click.echo(f"connection  {row['connection']} ({row['protocol']}) through {row['gateway']}")
     click.echo(f"client      {row['client_addr']} {row['application_name'] or ''}".rstrip())
     click.echo(f"started     {_ts(row['started_at'])} UTC")

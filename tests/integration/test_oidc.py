@@ -106,6 +106,8 @@ def test_access_token_opens_a_session_with_mapped_groups(gw: Gateway, idp: NanoI
     assert s["auth_method"] == "oidc" and s["issuer"] == idp.issuer and s["idp_subject"] == "alice"
     assert s["groups"] == ["eng", "dba"]
     assert s["token_id"] == _parts(token)[1]["jti"]
+    shown = gw.cli("sessions", "show", s["id"]).stdout
+    assert f"identity    alice at {idp.issuer}" in shown and "via oidc" in shown
     token = idp.password_tokens("bob", "bob-pw")["access_token"]
     with psycopg.connect(gw.dsn("bob", token)) as conn:
         conn.execute("select 1")
