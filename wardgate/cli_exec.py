@@ -52,17 +52,31 @@ def _user_of(token: str, cfg: Config) -> str:
               help="Wait for a review, or leave it pending and exit 3 (run the same command again once approved).")
 def exec_(config_path: str | None, store_url: str | None, connection: str, text: str, token: str | None,
           user: str | None, host: str | None, port: int | None, sslmode: str, fmt: str, wait: bool) -> None:
-    """Run one query string on CONNECTION through the gateway and print its results."""
+    """Run one query string on CONNECTION through the gateway and print its results.
+
+    Without --token, the login of `wardgate login` is used (its gateway, user name and current token)."""
+    params: dict[str, Any] = {}
     if not token:
-        raise click.UsageError("exec needs your token: --token or WARDGATE_TOKEN")
+        from .login.flows import fresh_token
+        from .login.profile import ProfileError, load
+
+        try:
+            prof = load(None)
+            token = fresh_token(prof)
+        except ProfileError as exc:
+            raise click.UsageError(f"exec needs your token: --token, WARDGATE_TOKEN, or wardgate login ({exc})") \
+                from None
+        h, p = parse_host_port(prof.postgres)
+        host, port, user = host or h, port or p, user or prof.user
+        if prof.ca_file and sslmode == "require":
+            params.update(sslmode="verify-full", sslrootcert=prof.ca_file)
     if host is None or port is None or user is None:
         cfg = _load(config_path, store_url)
         h, p = parse_host_port(cfg.listen.postgres)
         host, port = host or h, port or p
         user = user or _user_of(token, cfg)
-    params: dict[str, Any] = {"host": host, "port": port, "dbname": connection, "user": user,
-                              "password": token, "sslmode": sslmode, "application_name": "wardgate exec",
-                              "connect_timeout": 10}
+    params = {"host": host, "port": port, "dbname": connection, "user": user, "password": token, "sslmode": sslmode,
+              "application_name": "wardgate exec", "connect_timeout": 10, **params}
     if not wait:  # the gateway answers a held statement at once with its review id (docs/reviews.md)
         params["options"] = "-c wardgate.review_wait=off"
     try:

@@ -111,6 +111,8 @@ def test_device_flow_login_whoami_refresh_logout(gw: Gateway, idp: NanoIdP, tmp_
     assert prof["user"] == "alice" and prof["postgres"] == f"127.0.0.1:{gw.port}" and prof["refresh_token"]
     me = _cli(tmp_path, "whoami").stdout
     assert re.search(r"user\s+alice", me) and re.search(r"groups\s+eng, dba", me) and idp.issuer in me
+    ran = _cli(tmp_path, "exec", "app", "--sql", "select 'as ' || current_setting('application_name')")
+    assert "as wardgate exec" in ran.stdout  # exec with the stored login: no token, no config
     first = prof["access_token"]
     time.sleep(TTL + 1)  # the access token has expired: whoami refreshes it first
     me = _cli(tmp_path, "whoami").stdout

@@ -125,8 +125,8 @@ def test_symmetric_and_encryption_keys_in_a_jwks_are_never_used() -> None:
     idp.jwks_entries.append({"kty": "oct", "kid": "shared", "k": "c2VjcmV0"})
     idp.jwks_entries.append({**idp.jwks_entries[0], "kid": "enc", "use": "enc"})
     auth = _auth(idp, clock)
-    forged = jwt.encode({"iss": ISSUER, "aud": "wardgate", "sub": "x", "iat": 1, "exp": 2**31}, "a-shared-secret-of-at-least-32-bytes",
-                        algorithm="HS256", headers={"kid": "shared"})
+    forged = jwt.encode({"iss": ISSUER, "aud": "wardgate", "sub": "x", "iat": 1, "exp": 2**31},
+                        "a-shared-secret-of-at-least-32-bytes", algorithm="HS256", headers={"kid": "shared"})
     with pytest.raises(AuthFailure, match="shared-secret"):
         auth.verify(forged)
     good = idp.token("k1")
