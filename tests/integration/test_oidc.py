@@ -77,11 +77,6 @@ def _assemble(header: dict[str, Any], claims: dict[str, Any], signature: bytes) 
     return ".".join([_b64(json.dumps(header).encode()), _b64(json.dumps(claims).encode()), _b64(signature)])
 
 
-def _events(gw: Gateway, user: str) -> list[dict[str, Any]]:
-    store = gw.store()
-    return flush_wait(lambda: [e for e in store.events() if e["subject"] == user])  # type: ignore[no-any-return]
-
-
 def _no_secret(gw: Gateway, token: str) -> None:
     sig = token.rsplit(".", maxsplit=1)[-1]
     assert token not in gw.log() and (not sig or sig not in gw.log())
@@ -316,3 +311,19 @@ def test_config_refuses_weak_settings(tmp_path: Path) -> None:
         with pytest.raises(ConfigError) as err:
             load_config(path)
         assert needle in str(err.value), err.value
+
+
+def test_several_issuers_side_by_side(upstream: UpstreamDB, idp: NanoIdP, tmp_path: Path) -> None:
+    """Two providers: each one's tokens verify against its own keys only; a token claiming the other issuer is
+    refused, however validly its own provider signed it."""
+    with running_idp(tmp_path / "idp2", [IdPUser("erin", "erin-pw", "erin@example.com", ["eng"])]) as second:
+        extra = {"identity": {"oidc": [oidc_config(idp), oidc_config(second, group_map={})]}}
+        with run_gateway(tmp_path / "gw", upstream, extra=extra) as g:
+            for provider, user, pw in ((idp, "alice", "alice-pw"), (second, "erin", "erin-pw")):
+                token = provider.password_tokens(user, pw, scope="profile")["access_token"]
+                with psycopg.connect(g.dsn(user, token)) as conn:
+                    conn.execute("select 1")
+                assert _sessions(g, user)[0]["issuer"] == provider.issuer
+            _, claims = _parts(second.password_tokens("erin", "erin-pw", scope="profile")["access_token"])
+            crossed = _signed(second, {**claims, "iss": idp.issuer})
+            _refusal(g, "erin", crossed, "does not publish")
