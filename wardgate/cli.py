@@ -13,6 +13,7 @@ import click
 from .cli_access import access
 from .cli_accounts import service_account
 from .cli_common import _json, _load, _store, _table, _ts, config_options
+from .cli_connect import connect
 from .cli_exec import exec_
 from .cli_login import login, logout, whoami
 from .cli_reviews import reviews
@@ -33,6 +34,7 @@ main.add_command(service_account)
 main.add_command(login)
 main.add_command(logout)
 main.add_command(whoami)
+main.add_command(connect)
 
 
 @main.command()

@@ -13,7 +13,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -22,7 +22,7 @@ import httpx
 import jwt
 
 from ..identity.jwks import ProviderError, discover, http_client, secure_url
-from .profile import Profile, ProfileError, save
+from .profile import Profile, ProfileError, credentials_lock, load, save
 
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 REFRESH_MARGIN = 60.0  # refresh a credential that expires within this many seconds
@@ -241,9 +241,17 @@ _refresh_lock = threading.Lock()
 
 
 def fresh_token(profile: Profile, margin: float = REFRESH_MARGIN) -> str:
-    """The credential, refreshed first when it expires within ``margin`` seconds. Thread-safe (the connect
-    listener asks from several connections at once); raises ProfileError when the user must log in again."""
-    with _refresh_lock:
+    """The credential, refreshed first when it expires within ``margin`` seconds. The credentials file is the
+    truth: ``profile`` is brought up to date from it under the user's lock before use, so a refresh by another
+    wardgate process is picked up, not undone. Thread-safe (the connect listener asks from several connections at
+    once); raises ProfileError when the user must log in again."""
+    with _refresh_lock, credentials_lock():
+        disk = load(profile.gateway)
+        if profile.user and disk.user != profile.user:
+            raise ProfileError(f"the login to {profile.gateway} is now for {disk.user or 'another user'}, "
+                               f"not {profile.user}: restart the command")
+        for name, value in asdict(disk).items():
+            setattr(profile, name, value)
         if profile.expires_in() < margin:
             refresh(profile)
         return profile.token()

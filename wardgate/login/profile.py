@@ -8,10 +8,13 @@ another user, not even for an instant. A file another user can read is refused r
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import stat
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -118,3 +121,18 @@ def forget(gateway: str) -> bool:
         data["default"] = next(iter(data["profiles"]), None)
     save_all(data)
     return removed
+
+
+@contextlib.contextmanager
+def credentials_lock() -> Iterator[None]:
+    """Serialises the refreshes of every wardgate process of this user (a `wardgate connect` per connection,
+    `whoami`, `exec`), all sharing a login: a provider that rotates refresh tokens revokes the whole login when a
+    spent one is presented again, so each must refresh from the file's latest token, one at a time."""
+    path = credentials_path().with_name(".credentials.lock")
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
