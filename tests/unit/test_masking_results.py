@@ -228,6 +228,7 @@ SCAN_STYLES = st.sampled_from([Style.PARTIAL, Style.FULL, Style.HASH, Style.NULL
 @example([[b"a" * 64, b"@example.com"], [b"+" * 43, b"1 555 123 4567"]], Style.PARTIAL)
 @example([[b"4111 1111 1111 1111" + b" " * 46, b"\xe8\xaf\xb7jane@example.com", None, b""]], Style.HASH)
 @example([[b"555-123-4567"], [None], [b"z\xc3\xabe@example.com"]], Style.NULL)
+@example([[b"+44 20 7946 0958jane.doe@example.com"]], Style.PARTIAL)  # the kept "0" completes a phone number
 def test_property_detectors_mask_every_match_and_nothing_else(rows: list[list[bytes | None]], style: Style) -> None:
     columns = [expr(f"c{i}") for i in range(len(rows[0]))]
     plan = ResultPlan(session(detect(style)), columns)
