@@ -21,6 +21,7 @@ import pytest
 import yaml
 from psycopg import sql
 
+from tests.ports import free_port
 from wardgate.config import load_config
 from wardgate.demo import load as load_demo  # noqa: F401  (re-exported for tests that want the demo data)
 from wardgate.identity.keys import load_or_create
@@ -43,12 +44,6 @@ def _require_postgres() -> None:
             "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start",
             pytrace=False,
         )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def unique(prefix: str) -> str:

@@ -72,7 +72,6 @@ import math
 import os
 import secrets
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -128,11 +127,11 @@ class IdPUser:
 
 
 def free_port() -> int:
-    """A port free right now on 127.0.0.1 (the same way tests/conftest.py does; not imported from there so that this
-    module does not pull in the gateway and the database fixtures)."""
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
+    """tests/ports.py's, imported here rather than at the top: this file also runs as the provider's own process
+    (`serve`), where the tests package is not importable."""
+    from tests.ports import free_port as shared
+
+    return shared()
 
 
 def pkce_pair() -> tuple[str, str]:

@@ -72,7 +72,11 @@ def test_refused_then_granted_elevated_and_ended_at_expiry(gw: Gateway, upstream
     conn.close()
     with pytest.raises(psycopg.OperationalError, match="requires membership"):  # expired, and used: not again
         psycopg.connect(gw.dsn(user, gw.token(user))).close()
-    events = [(e["kind"], e["detail"]) for e in reversed(gw.store().events(limit=300)) if e["subject"] == user]
+    def user_events() -> list[tuple[str, dict[str, object]]]:
+        found = [(e["kind"], e["detail"]) for e in reversed(gw.store().events(limit=300)) if e["subject"] == user]
+        return found if any(k == "access_ended" for k, _ in found) else []
+
+    events = flush_wait(user_events)  # audit writes reach the store asynchronously
     kinds = [k for k, _ in events]
     for k in ("access_requested", "access_granted", "access_used", "access_ended"):
         assert k in kinds, kinds

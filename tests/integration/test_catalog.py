@@ -19,6 +19,7 @@ import pytest
 import uvloop
 from psycopg import sql
 
+from tests.ports import free_port
 from tests.unit.test_catalog_nodetree import CAPTURED_FROM
 from wardgate.catalog import MAX_DEPTH, Catalog, CatalogUnavailable, ColumnName
 from wardgate.config import PostgresConnection
@@ -368,12 +369,6 @@ def test_plain_asyncio_loop_too(db: str) -> None:
 
 
 # --- failures -------------------------------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_unreachable_upstream_fails_fast_without_the_password(monkeypatch: pytest.MonkeyPatch) -> None:
