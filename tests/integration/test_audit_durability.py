@@ -101,3 +101,24 @@ def _works(conn: psycopg.Connection[tuple[object, ...]]) -> bool:
         return conn.execute("select 3").fetchone() == (3,)
     except psycopg.Error:
         return False
+
+
+def test_shipper_of_a_gateway_that_died_at_start_stops(tmp_path: Path) -> None:
+    """A gateway that exits while its shipper is still starting (a port already taken) must not leave the shipper
+    running forever: it is told its gateway's pid instead of reading its parent once it is already init."""
+    import subprocess
+    import sys
+
+    store_url = f"sqlite:///{tmp_path / 'store.db'}"
+    Store(store_url).migrate()
+    journal = tmp_path / "j.journal"
+    journal.write_bytes(b"")
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    shipper = subprocess.Popen([sys.executable, "-m", "wardgate.audit.shipper", "--journal", str(journal),
+                                "--parent", str(gone.pid)], env={**os.environ, "WARDGATE_SHIPPER_STORE": store_url})
+    try:
+        assert shipper.wait(timeout=20) == 0
+    finally:
+        if shipper.poll() is None:
+            shipper.kill()

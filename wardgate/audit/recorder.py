@@ -63,7 +63,8 @@ class Recorder:
     def _start_shipper(self) -> None:
         env = {**os.environ, STORE_ENV: self.store.url}
         self._shipper = subprocess.Popen(
-            [sys.executable, "-m", "wardgate.audit.shipper", "--journal", str(self.journal.path)], env=env
+            [sys.executable, "-m", "wardgate.audit.shipper", "--journal", str(self.journal.path),
+             "--parent", str(os.getpid())], env=env
         )
 
     def stop(self, timeout: float = 10.0) -> bool:

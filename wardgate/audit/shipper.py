@@ -68,13 +68,17 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="wardgate-audit-shipper")
     ap.add_argument("--journal", type=Path, required=True)
     ap.add_argument("--interval", type=float, default=0.05, help="seconds between looks when idle")
+    ap.add_argument("--parent", type=int, default=None,
+                    help="the gateway's pid: the shipper stops when it is no longer its parent")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     url = os.environ.get(STORE_ENV)
     if not url:
         log.error("%s is not set", STORE_ENV)
         return 2
-    parent = os.getppid()
+    # Given by the gateway, not read here: a gateway that dies while this process starts would leave it an
+    # orphan whose parent (init) it would take for the gateway, and it would never stop.
+    parent = args.parent if args.parent is not None else os.getppid()
     stopping = False
 
     def stop(_sig: int, _frame: object) -> None:
