@@ -43,7 +43,8 @@ def test_held_on_a_released_through_b_and_a_request_outlives_a_restart(
                 "rows", conn.execute("UPDATE ledger SET amount = 11 WHERE id = 1").rowcount), daemon=True)
             t.start()
             r = pending()
-            assert r is not None and r.gateway == a.store().sessions(user=user)[0]["gateway"] and r.session_id
+            sessions = flush_wait(lambda: a.store().sessions(user=user))  # the session record ships asynchronously
+            assert r is not None and sessions and r.gateway == sessions[0]["gateway"] and r.session_id
             # the approval goes through replica b's HTTP API; the statement waits on replica a
             res = httpx.post(f"https://127.0.0.1:{api_port}/api/v1/reviews/{r.id}/approve", json={},
                              verify=b.tls_context(), timeout=20,
