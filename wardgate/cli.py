@@ -12,6 +12,7 @@ import click
 
 from .cli_access import access
 from .cli_accounts import service_account
+from .cli_audit import audit_public_key, audit_verify
 from .cli_common import _json, _load, _store, _table, _ts, config_options
 from .cli_connect import connect
 from .cli_exec import exec_
@@ -362,6 +363,10 @@ def _masked_summary(masked: str | None) -> str:
 @main.group()
 def audit() -> None:
     """Audit events that belong to no session (failed logins, refused connections)."""
+
+
+audit.add_command(audit_verify)
+audit.add_command(audit_public_key)
 
 
 @audit.command("events")

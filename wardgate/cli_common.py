@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -11,6 +12,7 @@ from typing import Any, TypeVar
 
 import click
 
+from .audit.chain import CLI_CHAIN
 from .config import Config, ConfigError, Overrides, load_config
 from .store import Store, StoreError
 from .store.db import Write
@@ -50,10 +52,12 @@ def _store(config: Config) -> Store:
     from .server import open_store
 
     try:
-        return open_store(config)
+        store = open_store(config)
     except StoreError as exc:
         click.echo(f"wardgate: {exc}", err=True)
         sys.exit(1)
+    store.audit_key_file = config.audit_key_file()
+    return store
 
 
 def _json(data: Any) -> None:
@@ -79,7 +83,16 @@ def _table(headers: list[str], rows: list[list[str]]) -> None:
 
 def cli_event(store: Store, kind: str, subject: str | None, connection: str | None, detail: dict[str, Any],
               session_id: str | None = None) -> None:
-    """An audit event a command records itself (it has no gateway journal): written to the store at once."""
-    store.write([Write("events", {
+    """An audit event a command records itself (it has no gateway journal): written to the store at once, on the
+    chain ``cli``, and the chain's new head signed when this user can read the checkpoint key (otherwise the
+    next gateway start signs it)."""
+    head = store.write([Write("events", {
         "at": time.time(), "kind": kind, "subject": subject, "connection": connection, "client_addr": "cli",
-        "session_id": session_id, "detail": json.dumps(detail, sort_keys=True, default=str)})])
+        "session_id": session_id, "detail": json.dumps(detail, sort_keys=True, default=str)})], chain=CLI_CHAIN)
+    key_path = store.audit_key_file
+    if head is not None and key_path is not None and os.access(key_path, os.R_OK):
+        from .audit.signing import Checkpointer
+        from .identity.keys import key_file
+
+        checkpointer = Checkpointer(store, key_file(key_path), 1, 0.0)
+        checkpointer.moved(head)

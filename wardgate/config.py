@@ -354,9 +354,17 @@ class IdentityConfig(_Model):
 
 
 class AuditConfig(_Model):
-    """The audit journal: where records are durable before a client is answered."""
+    """The audit journal (records durable before a client is answered) and the hash chain's signed checkpoints."""
 
     fsync: bool = False
+    key_file: Path | None = None  # the checkpoint signing key (Ed25519); default DATA_DIR/audit-signing.key
+    checkpoint_every: int = Field(default=1000, ge=1, le=1_000_000)  # sign a chain's head every N entries...
+    checkpoint_interval: Duration = 10.0  # ...or after this long when it has moved
+
+    @field_validator("key_file", mode="before")
+    @classmethod
+    def _p(cls, v: object, info: ValidationInfo) -> Path | None:
+        return _path(v, info)
 
 
 class LimitsConfig(_Model):
@@ -767,6 +775,9 @@ class Config(_Model):
     @property
     def tls_enabled(self) -> bool:
         return self.tls.cert is not None or self.tls.self_signed
+
+    def audit_key_file(self) -> Path:
+        return self.audit.key_file or self.data_dir / "audit-signing.key"
 
     def tls_files(self) -> tuple[Path, Path]:
         """Where the gateway certificate lives (configured, or in data_dir when self-signed)."""

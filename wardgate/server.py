@@ -11,14 +11,17 @@ import re
 import signal
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import uvloop
 
 from .api.serve import api_server
+from .audit.chain import CLI_CHAIN
 from .audit.journal import Journal, leftovers
 from .audit.recorder import Recorder
 from .audit.shipper import drain
+from .audit.signing import Checkpointer, audit_key, sign_head
 from .config import Config, parse_host_port
 from .frontends.postgres import PostgresFrontend
 from .identity.keys import load_or_create
@@ -59,9 +62,14 @@ async def serve(config: Config, store: Store) -> None:
     auths = authenticators(config, store)
     pipeline_id = gateway_id()
     journal_dir = config.data_dir / "journal"
-    replay_journals(store, journal_dir)
+    signer = audit_key(config.audit_key_file(), store)
+    sign_head(store, signer, CLI_CHAIN)
+    replay_journals(store, journal_dir, lambda: Checkpointer(store, signer, config.audit.checkpoint_every,
+                                                               config.audit.checkpoint_interval))
     journal = Journal(journal_dir, journal_name(pipeline_id), fsync=config.audit.fsync)
-    recorder = Recorder(store, journal)
+    recorder = Recorder(store, journal, shipper_args=[
+        "--audit-key", str(config.audit_key_file()), "--checkpoint-every", str(config.audit.checkpoint_every),
+        "--checkpoint-interval", str(config.audit.checkpoint_interval)])
     pipeline = Pipeline(config, recorder, auths, pipeline_id)
     frontend = PostgresFrontend(config, pipeline, ssl_ctx)
     # Everything built so far (config, parser tables, SQLAlchemy metadata) lives as long as the process: move it
@@ -127,10 +135,12 @@ def journal_name(gateway: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", f"{gateway}-{int(time.time())}")
 
 
-def replay_journals(store: Store, directory: Path) -> None:
-    """Records a gateway that is gone journaled but never shipped go to the store now, exactly once."""
+def replay_journals(store: Store, directory: Path,
+                    checkpointer: Callable[[], Checkpointer] | None = None) -> None:
+    """Records a gateway that is gone journaled but never shipped go to the store now, exactly once, onto that
+    gateway's chain (whose head is then signed)."""
     for path in leftovers(directory):
-        shipped = drain(store, path)
+        shipped = drain(store, path, checkpointer() if checkpointer else None)
         if shipped:
             log.warning(
                 "shipped %d audit records left in %s by a gateway that did not stop cleanly", shipped, path.name

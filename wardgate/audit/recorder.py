@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 
 from ..store import Store, StoreError
 from ..store.db import Write
@@ -38,8 +39,10 @@ class Recorder:
         max_lag_bytes: int = 256 << 20,
         stall_seconds: float = 5.0,
         check_interval: float = 0.25,
+        shipper_args: Sequence[str] = (),
     ) -> None:
         self.store = store
+        self.shipper_args = list(shipper_args)  # checkpoint key and cadence (audit/shipper.py)
         self.journal = journal
         self.max_lag_bytes = max_lag_bytes
         self.stall_seconds = stall_seconds
@@ -64,7 +67,7 @@ class Recorder:
         env = {**os.environ, STORE_ENV: self.store.url}
         self._shipper = subprocess.Popen(
             [sys.executable, "-m", "wardgate.audit.shipper", "--journal", str(self.journal.path),
-             "--parent", str(os.getpid())], env=env
+             "--parent", str(os.getpid()), *self.shipper_args], env=env
         )
 
     def stop(self, timeout: float = 10.0) -> bool:

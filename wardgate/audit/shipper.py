@@ -20,6 +20,7 @@ from pathlib import Path
 
 from ..store import Store, StoreError
 from .journal import JournalCorrupt, decode
+from .signing import Checkpointer, audit_key
 
 log = logging.getLogger("wardgate.audit.shipper")
 STORE_ENV = "WARDGATE_SHIPPER_STORE"
@@ -28,8 +29,10 @@ STORE_ENV = "WARDGATE_SHIPPER_STORE"
 class Shipper:
     """Ships one journal file from the offset the store last committed for it."""
 
-    def __init__(self, store: Store, path: Path, batch_size: int = 5000) -> None:
+    def __init__(self, store: Store, path: Path, batch_size: int = 5000,
+                 checkpointer: Checkpointer | None = None) -> None:
         self.store = store
+        self.checkpointer = checkpointer
         self.path = path
         self.name = path.name
         self.batch_size = batch_size
@@ -45,8 +48,13 @@ class Shipper:
         while True:
             writes, consumed = decode(self._pending)
             if not writes:
+                if self.checkpointer is not None:
+                    self.checkpointer.moved(None)  # an idle chain is signed once its interval has passed
                 return shipped
-            self.store.write(writes, (self.name, self.offset + consumed))
+            # the journal's name is the chain's: one chain per gateway process, no lock shared with replicas
+            head = self.store.write(writes, (self.name, self.offset + consumed), chain=self.name)
+            if self.checkpointer is not None:
+                self.checkpointer.moved(head)
             self.offset += consumed
             del self._pending[:consumed]
             shipped += len(writes)
@@ -55,12 +63,15 @@ class Shipper:
         self._fh.close()
 
 
-def drain(store: Store, path: Path) -> int:
-    """Ship a journal to its end (a journal left by a gateway that is gone); returns records shipped."""
-    shipper = Shipper(store, path)
+def drain(store: Store, path: Path, checkpointer: Checkpointer | None = None) -> int:
+    """Ship a journal to its end (a journal left by a gateway that is gone); returns records shipped. Its chain
+    ends there: its head is signed."""
+    shipper = Shipper(store, path, checkpointer=checkpointer)
     try:
         return shipper.ship_available()
     finally:
+        if checkpointer is not None:
+            checkpointer.sign()
         shipper.close()
 
 
@@ -68,6 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="wardgate-audit-shipper")
     ap.add_argument("--journal", type=Path, required=True)
     ap.add_argument("--interval", type=float, default=0.05, help="seconds between looks when idle")
+    ap.add_argument("--audit-key", type=Path, default=None, help="the checkpoint signing key file")
+    ap.add_argument("--checkpoint-every", type=int, default=1000)
+    ap.add_argument("--checkpoint-interval", type=float, default=10.0)
     ap.add_argument("--parent", type=int, default=None,
                     help="the gateway's pid: the shipper stops when it is no longer its parent")
     args = ap.parse_args(argv)
@@ -94,7 +108,11 @@ def main(argv: list[str] | None = None) -> int:
     while True:
         try:
             if shipper is None:
-                shipper = Shipper(store, args.journal)
+                checkpointer = None
+                if args.audit_key is not None:
+                    checkpointer = Checkpointer(store, audit_key(args.audit_key), args.checkpoint_every,
+                                                args.checkpoint_interval)
+                shipper = Shipper(store, args.journal, checkpointer=checkpointer)
             shipped = shipper.ship_available()
             if failing:
                 log.warning("audit store writable again")
@@ -112,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
             backoff = min(backoff * 2, 5.0)
             continue
         if stopping or os.getppid() != parent:
+            if shipper.checkpointer is not None:
+                shipper.checkpointer.sign()  # the chain's last entries are attested before the process ends
             return 0
         if shipped < shipper.batch_size:
             # Caught up: wait for more. Under load this makes each store transaction carry an interval's worth

@@ -20,7 +20,8 @@ from alembic.config import Config as AlembicConfig
 from sqlalchemy import DateTime, Engine, create_engine, delete, event, func, select, text, update
 from sqlalchemy.exc import SQLAlchemyError
 
-from . import schema
+from ..audit.chain import Entry
+from . import chainlog, schema
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 _MIGRATION_LOCK = 0x77617264  # "ward": serialises migrations of replicas starting together
@@ -66,6 +67,7 @@ class Store:
     def __init__(self, url: str) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
+        self.audit_key_file: Path | None = None  # the checkpoint key, for writers that sign their own chain (CLI)
         self._sql_cache: dict[tuple[str, str, tuple[str, ...], str | None], str] = {}
         if self.is_sqlite:
             path = url.removeprefix("sqlite:///")
@@ -109,11 +111,14 @@ class Store:
 
     # --- writes -------------------------------------------------------------------------------------------
 
-    def write(self, writes: Sequence[Write], journal: tuple[str, int] | None = None) -> None:
+    def write(self, writes: Sequence[Write], journal: tuple[str, int] | None = None,
+              chain: str | None = None) -> Entry | None:
         """Apply a batch in one transaction: all of it or none of it.
 
         With ``journal`` (name, offset), the journal's committed offset moves in the same transaction, so a
-        replay after a crash starts exactly after the last batch that reached the store.
+        replay after a crash starts exactly after the last batch that reached the store. With ``chain``, the
+        audit records among the writes are appended to that hash chain in the same transaction (chainlog.py);
+        the chain's new head is returned (None when nothing was chained).
 
         This is the audit writer's hot path and its thread shares the interpreter with the relay, so it speaks
         DB-API directly: one executemany of plain tuples per run of inserts, statements built once per shape.
@@ -126,9 +131,15 @@ class Store:
         try:
             cur = raw.cursor()
             self._apply(cur, writes)
+            head = None
+            if chain is not None:
+                recs = chainlog.records(writes, INSERT_COLUMNS, _TIME_COLUMNS)
+                if recs:
+                    head = chainlog.append(cur, self.is_sqlite, chain, recs)
             if journal is not None:
                 cur.execute(self._offset_sql(), (journal[0], journal[1], self._time_value(time.time())))
             raw.commit()
+            return head
         except dbapi_error as exc:
             with contextlib.suppress(dbapi_error):
                 raw.rollback()

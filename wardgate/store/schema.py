@@ -200,3 +200,47 @@ journal_offsets = Table(
     Column("offset", BigInteger, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
+
+# --- the tamper-evident audit (audit/chain.py): append-only, hash-chained per writer --------------------------------
+
+audit_entries = Table(
+    "audit_entries",
+    metadata,
+    Column("chain", String(160), primary_key=True),  # the writer: a gateway process's journal, or "cli"
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("at", String(32), nullable=False),  # chain.iso: the exact text the hash covers
+    Column("prev", String(64), nullable=False),
+    Column("record", Text, nullable=False),  # canonical JSON of the audit write
+    Column("hash", String(64), nullable=False),
+    Index("ix_audit_entries_at", "at"),
+)
+
+audit_heads = Table(
+    "audit_heads",
+    metadata,
+    Column("chain", String(160), primary_key=True),
+    Column("seq", BigInteger, nullable=False),
+    Column("hash", String(64), nullable=False),
+    # where verification starts: 1 and the genesis, or the boundary kept when old entries were pruned
+    Column("first_seq", BigInteger, nullable=False, server_default="1"),
+    Column("first_prev", String(64), nullable=False),
+)
+
+audit_checkpoints = Table(
+    "audit_checkpoints",
+    metadata,
+    Column("chain", String(160), primary_key=True),
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("hash", String(64), nullable=False),
+    Column("at", String(32), nullable=False),
+    Column("kid", String(64), nullable=False),
+    Column("signature", String(128), nullable=False),  # Ed25519, base64
+)
+
+audit_keys = Table(
+    "audit_keys",
+    metadata,
+    Column("kid", String(64), primary_key=True),
+    Column("public_pem", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)

@@ -1,0 +1,195 @@
+"""The hash-chained audit: a real gateway writes it, `wardgate audit verify` proves it, and every kind of
+tampering with the SQLite or PostgreSQL store directly is found and named.
+
+Each tampering runs on a copy of the store the gateway left (a file copy for SQLite, a database made from it as
+a template for PostgreSQL), so the cases do not hide one another.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql
+from sqlalchemy import create_engine, text
+
+from tests.conftest import ADMIN_DSN, PG_HOST, PG_PORT, WARDGATE, UpstreamDB, run_gateway, unique
+from wardgate.audit.chain import entry_hash
+from wardgate.store.db import engine_url
+
+
+def _exercise(upstream: UpstreamDB, tmp: Path, store_url: str) -> Path:
+    """A gateway session with a few statements and a CLI event; returns the gateway's config path."""
+    with run_gateway(tmp, upstream, store_url=store_url, extra={"audit": {"checkpoint_every": 5}}) as gw:
+        with psycopg.connect(gw.dsn("ann", gw.token("ann", "dba"))) as conn:
+            for i in range(12):
+                conn.execute(f"select {i}, 'statement {i}'")
+        gw.cli("service-account", "create", unique("agent"), "--groups", "eng")
+        cfg = gw.config_path
+    return cfg
+
+
+def _verify(cfg: Path, store_url: str, *extra: str) -> tuple[int, dict[str, Any]]:
+    res = subprocess.run([*WARDGATE, "audit", "verify", "-c", str(cfg), "--store", store_url, "--json", *extra],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode in (0, 1), res.stderr
+    return res.returncode, json.loads(res.stdout)
+
+
+def _query(url: str, q: str, params: dict[str, Any]) -> list[Any]:
+    engine = create_engine(engine_url(url))
+    try:
+        with engine.connect() as conn:
+            return list(conn.execute(text(q), params))
+    finally:
+        engine.dispose()  # no connection may stay: PostgreSQL copies a database only when nobody is on it
+
+
+def _gateway_chain(url: str) -> tuple[str, int]:
+    ((chain, seq),) = _query(url, "SELECT chain, seq FROM audit_heads WHERE chain <> 'cli' ORDER BY seq DESC "
+                                  "LIMIT 1", {})
+    return str(chain), int(seq)
+
+
+def _run(url: str, *statements: tuple[str, dict[str, Any]]) -> None:
+    engine = create_engine(engine_url(url))
+    try:
+        with engine.begin() as conn:
+            for q, params in statements:
+                conn.execute(text(q), params)
+    finally:
+        engine.dispose()
+
+
+def _rows(url: str, chain: str) -> list[Any]:
+    return _query(url, "SELECT seq, at, prev, record, hash FROM audit_entries WHERE chain = :c ORDER BY seq",
+                  {"c": chain})
+
+
+def _alter(url: str, chain: str, seq: int) -> None:
+    _run(url, ("UPDATE audit_entries SET record = replace(record, 'statement', 'STATEMENT') "
+               "WHERE chain = :c AND seq = :s", {"c": chain, "s": seq}))
+
+
+def _delete(url: str, chain: str, seq: int) -> None:
+    _run(url, ("DELETE FROM audit_entries WHERE chain = :c AND seq = :s", {"c": chain, "s": seq}))
+
+
+def _swap(url: str, chain: str, seq: int) -> None:
+    _run(url, ("UPDATE audit_entries SET seq = -1 WHERE chain = :c AND seq = :s", {"c": chain, "s": seq}),
+         ("UPDATE audit_entries SET seq = :s WHERE chain = :c AND seq = :t", {"c": chain, "s": seq, "t": seq + 1}),
+         ("UPDATE audit_entries SET seq = :t WHERE chain = :c AND seq = -1", {"c": chain, "t": seq + 1}))
+
+
+def _truncate(url: str, chain: str, seq: int) -> None:
+    """Cut the tail and move the head back, so the rest is self-consistent: only a checkpoint can tell."""
+    rows = _rows(url, chain)
+    keep = [r for r in rows if r.seq < seq]
+    _run(url, ("DELETE FROM audit_entries WHERE chain = :c AND seq >= :s", {"c": chain, "s": seq}),
+         ("UPDATE audit_heads SET seq = :q, hash = :h WHERE chain = :c",
+          {"c": chain, "q": keep[-1].seq, "h": keep[-1].hash}))
+
+
+def _rewrite(url: str, chain: str, seq: int) -> None:
+    """An attacker without the key: change one entry and recompute every hash after it, head included."""
+    rows = _rows(url, chain)
+    prev = rows[0].prev
+    changes = []
+    for r in rows:
+        record = r.record.replace("statement", "STATEMENT") if r.seq == seq else r.record
+        h = entry_hash(chain, r.seq, r.at, prev, record)
+        changes.append(("UPDATE audit_entries SET prev = :p, record = :r, hash = :h WHERE chain = :c AND seq = :s",
+                        {"p": prev, "r": record, "h": h, "c": chain, "s": r.seq}))
+        prev = h
+    changes.append(("UPDATE audit_heads SET hash = :h WHERE chain = :c", {"h": prev, "c": chain}))
+    _run(url, *changes)
+
+
+CASES: dict[str, tuple[Callable[[str, str, int], None], str]] = {
+    "update a row": (_alter, "altered"),
+    "delete a row": (_delete, "removed"),
+    "swap two rows": (_swap, "moved"),
+    "truncate the tail after a checkpoint": (_truncate, "truncated"),
+    "rewrite the chain from a row on": (_rewrite, "altered"),
+}
+
+
+def _check_all(cfg: Path, url: str, copy: Callable[[str], str]) -> None:
+    code, report = _verify(cfg, url)
+    assert code == 0 and report["ok"], report
+    assert report["chains"] >= 2 and report["checkpoints"] >= 2 and report["unattested"] == {}, report
+    key = cfg.parent / "audit.pub"
+    key.write_text(subprocess.run([*WARDGATE, "audit", "public-key", "-c", str(cfg)], capture_output=True,
+                                  text=True, check=True).stdout)
+    assert _verify(cfg, url, "--public-key", str(key))[0] == 0
+    chain, head = _gateway_chain(url)
+    assert head >= 12
+    for name, (tamper, what) in CASES.items():
+        target = copy(name)
+        tamper(target, chain, 4)
+        code, report = _verify(cfg, target, "--public-key", str(key))
+        assert code == 1, (name, report)
+        found = [(p["what"], p["seq"]) for p in report["problems"] if p["chain"] == chain]
+        assert any(w == what for w, _ in found), (name, found)
+        if tamper is _rewrite:  # re-hashed: only the checkpoint after it can tell, and it names the range
+            assert any("an entry in #1-#" in p["detail"] for p in report["problems"]), report
+        elif what != "truncated":
+            assert any(s in (4, 5) for _, s in found), (name, found)  # named where it happened
+    other = cfg.parent / "other.pub"
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    other.write_bytes(Ed25519PrivateKey.generate().public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    code, report = _verify(cfg, url, "--public-key", str(other))
+    assert code == 1 and {p["what"] for p in report["problems"]} == {"unsigned"}
+
+
+def test_sqlite_store_chain_and_tampering(upstream: UpstreamDB, tmp_path: Path) -> None:
+    db = tmp_path / "store.db"
+    cfg = _exercise(upstream, tmp_path / "gw", f"sqlite:///{db}")
+
+    def copy(name: str) -> str:
+        target = tmp_path / f"{name.replace(' ', '_')}.db"
+        with sqlite3.connect(db) as src, sqlite3.connect(target) as dst:  # WAL mode: a file copy could miss rows
+            src.backup(dst)
+        return f"sqlite:///{target}"
+
+    _check_all(cfg, f"sqlite:///{db}", copy)
+
+
+@pytest.fixture
+def pg_databases() -> Iterator[list[str]]:
+    made: list[str] = []
+    yield made
+    with psycopg.connect(ADMIN_DSN, autocommit=True) as admin:
+        for name in made:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def test_postgres_store_chain_and_tampering(upstream: UpstreamDB, tmp_path: Path, pg_databases: list[str]) -> None:
+    name = unique("wgt_chain")
+    pg_databases.append(name)
+    with psycopg.connect(ADMIN_DSN, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = f"postgresql://postgres@{PG_HOST}:{PG_PORT}/{name}"
+    cfg = _exercise(upstream, tmp_path / "gw", url)
+
+    def copy(_case: str) -> str:
+        target = unique("wgt_tamper")
+        pg_databases.append(target)
+        with psycopg.connect(ADMIN_DSN, autocommit=True) as admin:
+            # a template must have no session: end the pooled ones this test's helpers left (the token store's)
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s "
+                          "AND pid <> pg_backend_pid()", (name,))
+            admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(target),
+                                                                          sql.Identifier(name)))
+        return f"postgresql://postgres@{PG_HOST}:{PG_PORT}/{target}"
+
+    _check_all(cfg, url, copy)

@@ -1,0 +1,222 @@
+"""The audit hash chain: canonical records, their hashes, signed checkpoints, and the verification walk.
+
+Pure (no database, no files): the store appends what ``link`` computes, ``wardgate audit verify`` feeds rows to
+``verify_chain``. Every audit write (a session opened or ended, a statement, an event) becomes one entry of its
+writer's chain: each gateway process appends to a chain of its own (no lock shared between replicas), the CLI to
+the chain ``cli``. An entry's hash covers its chain, sequence number, time, the previous entry's hash and the
+record, so changing, removing, moving or inserting an entry breaks the chain where it happened.
+
+A hash chain alone proves nothing to someone who can rewrite the whole table: anyone may recompute SHA-256.
+Checkpoints close that: every N entries or T seconds the writer signs (chain, seq, hash) with an Ed25519 key kept
+outside the store, whose public key auditors hold. Rewriting anything up to a checkpoint changes the hash the
+signature covers; cutting the chain short of a checkpoint leaves the checkpoint pointing past the end.
+
+The entry hash, for anyone re-implementing the check::
+
+    sha256( chain "\\n" seq "\\n" at "\\n" prev "\\n" record )     (UTF-8; seq in decimal; prev in hex)
+
+where ``record`` is the stored canonical JSON text (keys sorted, no spaces, UTF-8), ``at`` an ISO 8601 UTC time,
+and the first entry's ``prev`` is 64 zeros. A checkpoint signs ``wardgate-checkpoint\\n chain \\n seq \\n hash \\n at``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+GENESIS = "0" * 64
+CLI_CHAIN = "cli"  # the chain of events the `wardgate` commands record themselves
+
+
+def iso(value: datetime | float) -> str:
+    """The one text form of a time in the chain: UTC, microseconds, a Z."""
+    dt = datetime.fromtimestamp(value, UTC) if isinstance(value, int | float) else value.astimezone(UTC)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return iso(value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return base64.b64encode(bytes(value)).decode("ascii")
+    return value
+
+
+def canonical(table: str, key: str | None, values: Mapping[str, Any], times: frozenset[str] = frozenset()) -> str:
+    """A record's canonical JSON: keys sorted, no whitespace, times as ``iso``. ``times`` names the columns that
+    hold epoch seconds (the hot path journals times as floats; the chain keeps the time they stand for)."""
+    body = {k: (iso(v) if k in times and isinstance(v, int | float) and not isinstance(v, bool) else _plain(v))
+            for k, v in values.items()}
+    return json.dumps({"table": table, "key": key, "values": body}, sort_keys=True, separators=(",", ":"),
+                      ensure_ascii=False, allow_nan=False)
+
+
+def entry_hash(chain: str, seq: int, at: str, prev: str, record: str) -> str:
+    return hashlib.sha256(f"{chain}\n{seq}\n{at}\n{prev}\n{record}".encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    chain: str
+    seq: int
+    at: str
+    prev: str
+    record: str
+    hash: str
+
+
+def link(chain: str, head_seq: int, head_hash: str, at: str, records: Iterable[str]) -> list[Entry]:
+    """The entries that append ``records`` to a chain whose head is (head_seq, head_hash)."""
+    out = []
+    seq, prev = head_seq, head_hash
+    for record in records:
+        seq += 1
+        h = entry_hash(chain, seq, at, prev, record)
+        out.append(Entry(chain, seq, at, prev, record, h))
+        prev = h
+    return out
+
+
+def checkpoint_message(chain: str, seq: int, hash_: str, at: str) -> bytes:
+    return f"wardgate-checkpoint\n{chain}\n{seq}\n{hash_}\n{at}".encode()
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    chain: str
+    seq: int
+    hash: str
+    at: str
+    kid: str
+    signature: str  # base64
+
+
+def sign_checkpoint(key: Ed25519PrivateKey, kid: str, chain: str, seq: int, hash_: str, at: str) -> Checkpoint:
+    sig = key.sign(checkpoint_message(chain, seq, hash_, at))
+    return Checkpoint(chain, seq, hash_, at, kid, base64.b64encode(sig).decode("ascii"))
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One finding of the walk: ``what`` is altered, removed, moved, inserted, truncated, unsigned or forged."""
+
+    chain: str
+    seq: int
+    what: str
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.chain} #{self.seq}: {self.what}: {self.detail}"
+
+
+@dataclass
+class Report:
+    chains: int = 0
+    entries: int = 0
+    checkpoints: int = 0
+    problems: list[Problem] = field(default_factory=list)
+    unattested: dict[str, int] = field(default_factory=dict)  # entries after a chain's last valid checkpoint
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def verify_chain(chain: str, entries: Sequence[Entry], checkpoints: Sequence[Checkpoint],
+                 keys: Mapping[str, Ed25519PublicKey], first_seq: int = 1, first_prev: str = GENESIS,
+                 report: Report | None = None) -> Report:
+    """Walk one chain's entries (any order; they are sorted by seq here) from ``first_seq``, whose ``prev`` must be
+    ``first_prev`` (the genesis, or the boundary hash kept when older entries were pruned), and check each
+    checkpoint against them. Every problem is named by the sequence number where it shows."""
+    rep = report or Report()
+    rep.chains += 1
+    rows = sorted(entries, key=lambda e: e.seq)
+    rep.entries += len(rows)
+    by_prev = {e.prev: e for e in rows}
+    hash_at: dict[int, str] = {}
+    expected_seq, expected_prev = first_seq, first_prev
+    after_problem = False  # the link after a moved entry is broken by that move: reported once, not twice
+    for e in rows:
+        if e.seq < expected_seq:
+            continue  # before the verified range (pruned boundary)
+        if e.seq > expected_seq:
+            gone = f"#{expected_seq}" if e.seq == expected_seq + 1 else f"#{expected_seq}-#{e.seq - 1}"
+            rep.problems.append(Problem(chain, expected_seq, "removed", f"entries {gone} are missing"))
+        own = entry_hash(chain, e.seq, e.at, e.prev, e.record)
+        moved_before, after_problem = after_problem, False
+        if own != e.hash:
+            moved = _moved_from(chain, e, rows)
+            if moved is not None:
+                rep.problems.append(Problem(chain, e.seq, "moved",
+                                            f"the entry recorded as #{moved} is stored as #{e.seq}"))
+                after_problem = True
+            else:
+                rep.problems.append(Problem(chain, e.seq, "altered",
+                                            f"its content no longer matches its hash ({_what(e.record)})"))
+        elif e.prev != expected_prev and e.seq == expected_seq and not moved_before:
+            if by_prev.get(expected_prev) is None and e.seq > first_seq:
+                rep.problems.append(Problem(chain, e.seq, "inserted",
+                                            f"it does not follow #{e.seq - 1} ({_what(e.record)})"))
+            else:
+                rep.problems.append(Problem(chain, e.seq, "unlinked",
+                                            f"its previous-hash is not #{e.seq - 1}'s"))
+        hash_at[e.seq] = e.hash
+        expected_seq, expected_prev = e.seq + 1, e.hash
+    last = rows[-1].seq if rows else first_seq - 1
+    attested = first_seq - 1
+    for cp in sorted(checkpoints, key=lambda c: c.seq):
+        rep.checkpoints += 1
+        key = keys.get(cp.kid)
+        if key is None:
+            rep.problems.append(Problem(chain, cp.seq, "unsigned",
+                                        f"checkpoint signed by an unknown key {cp.kid!r}"))
+            continue
+        try:
+            key.verify(base64.b64decode(cp.signature), checkpoint_message(chain, cp.seq, cp.hash, cp.at))
+        except (InvalidSignature, ValueError):
+            rep.problems.append(Problem(chain, cp.seq, "forged", "checkpoint signature does not verify"))
+            continue
+        if cp.seq < first_seq:
+            continue
+        if cp.seq > last:
+            rep.problems.append(Problem(chain, cp.seq, "truncated",
+                                        f"a checkpoint signed at {cp.at} covers #{cp.seq}, but the chain ends at "
+                                        f"#{last}: entries #{last + 1}-#{cp.seq} were removed"))
+            continue
+        if hash_at.get(cp.seq) != cp.hash:
+            rep.problems.append(Problem(chain, cp.seq, "altered",
+                                        f"the signed checkpoint of {cp.at} does not match the chain at #{cp.seq}: "
+                                        f"an entry in #{attested + 1}-#{cp.seq} was changed and the entries after "
+                                        f"it re-hashed"))
+            continue
+        attested = max(attested, cp.seq)
+    if last > attested:
+        rep.unattested[chain] = last - attested
+    return rep
+
+
+def _moved_from(chain: str, e: Entry, rows: Sequence[Entry]) -> int | None:
+    """The sequence number an entry's content was hashed for, if it verifies there (a reordering)."""
+    for s in {r.seq for r in rows} | {r.seq + 1 for r in rows}:
+        if s != e.seq and entry_hash(chain, s, e.at, e.prev, e.record) == e.hash:
+            return s
+    return None
+
+
+def _what(record: str) -> str:
+    """A short, secret-free description of a record for a report: its table and key fields."""
+    try:
+        rec = json.loads(record)
+    except ValueError:
+        return "unreadable record"
+    values = rec.get("values") or {}
+    ident = next((f"{k} {values[k]}" for k in ("id", "session_id", "kind") if values.get(k) is not None), "")
+    return f"{rec.get('table')}{' update' if rec.get('key') else ''}{', ' + ident if ident else ''}"

@@ -1,0 +1,62 @@
+"""`wardgate audit verify`: walk every chain of the store and check it against its signed checkpoints."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from ..identity.keys import public_kid
+from ..store import Store
+from ..store.auditlog import AuditLog
+from .chain import GENESIS, Problem, Report, verify_chain
+
+
+def load_public_key(pem: str) -> Ed25519PublicKey:
+    key = serialization.load_pem_public_key(pem.encode("ascii"))
+    if not isinstance(key, Ed25519PublicKey):
+        raise ValueError("not an Ed25519 public key")
+    return key
+
+
+def keyring(pems: Mapping[str, str] | list[str]) -> dict[str, Ed25519PublicKey]:
+    """Public keys by kid (the kid is derived from the key, so a key file needs no name)."""
+    out = {}
+    for pem in pems.values() if isinstance(pems, Mapping) else pems:
+        key = load_public_key(pem)
+        out[public_kid(key)] = key
+    return out
+
+
+def verify_store(store: Store, keys: dict[str, Ed25519PublicKey], since: str | None = None,
+                 until: str | None = None) -> Report:
+    """Every chain: its entries (in the time range, if given), its head row and its checkpoints."""
+    log = AuditLog(store)
+    heads = log.heads()
+    report = Report()
+    for chain in log.chains():
+        entries = list(log.entries(chain, since, until))
+        head = heads.get(chain)
+        first_seq, first_prev = (int(head["first_seq"]), head["first_prev"]) if head else (1, GENESIS)
+        if since and entries:  # a range starts wherever its first entry is; what came before is out of scope
+            first_seq, first_prev = entries[0].seq, entries[0].prev
+        checkpoints = log.checkpoints(chain)
+        if since or until:
+            lo = entries[0].seq if entries else 0
+            hi = entries[-1].seq if entries else -1
+            checkpoints = [c for c in checkpoints if lo <= c.seq <= hi]
+        verify_chain(chain, entries, checkpoints, keys, first_seq, first_prev, report)
+        if head is None and entries:
+            report.problems.append(Problem(chain, entries[-1].seq, "unlinked", "the chain's head row is missing"))
+        elif head is not None and not (since or until):
+            last = entries[-1].seq if entries else first_seq - 1
+            if int(head["seq"]) > last:
+                report.problems.append(Problem(chain, last + 1, "truncated",
+                                               f"the chain's head is #{head['seq']} but its entries end at #{last}"))
+            elif int(head["seq"]) < last:
+                report.problems.append(Problem(chain, int(head["seq"]) + 1, "inserted",
+                                               f"entries after the chain's head #{head['seq']}"))
+            elif entries and head["hash"] != entries[-1].hash:
+                report.problems.append(Problem(chain, last, "altered", "the last entry is not the chain's head"))
+    return report

@@ -1,0 +1,52 @@
+"""Appending audit writes to their writer's hash chain, in the transaction that applies them.
+
+Called by ``Store.write`` with the DB-API cursor of its transaction, so an audit record and its chain entry are
+committed together or not at all. The chain's head row is locked (``FOR UPDATE`` on PostgreSQL; SQLite already
+holds its database write lock once the records are written), so two writers of one chain (two CLI commands)
+append one after the other instead of forking it. Replicas write chains of their own and never wait on each
+other.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from ..audit.chain import GENESIS, Entry, canonical, iso, link
+from . import schema
+
+#: The tables whose writes are audit records (the rest of the store is state: tokens, reviews, grants...; their
+#: changes reach the audit as events).
+CHAINED = frozenset({"sessions", "statements", "events"})
+
+
+def records(writes: Sequence[Any], insert_columns: dict[str, tuple[str, ...]],
+            time_columns: dict[str, frozenset[str]]) -> list[str]:
+    out = []
+    for w in writes:
+        if w.table not in CHAINED:
+            continue
+        values = w.values if isinstance(w.values, dict) else dict(zip(insert_columns[w.table], w.values,
+                                                                      strict=True))
+        out.append(canonical(w.table, w.key, values, time_columns.get(w.table, frozenset())))
+    return out
+
+
+def append(cur: Any, is_sqlite: bool, chain: str, recs: list[str]) -> Entry:
+    """Append ``recs`` (canonical records) to ``chain``; returns its new head entry."""
+    mark = "?" if is_sqlite else "%s"
+    cur.execute(f"INSERT INTO audit_heads (chain, seq, hash, first_seq, first_prev) VALUES ({mark}, 0, {mark}, 1, "
+                f"{mark}) ON CONFLICT (chain) DO NOTHING", (chain, GENESIS, GENESIS))
+    lock = "" if is_sqlite else " FOR UPDATE"
+    cur.execute(f"SELECT seq, hash FROM audit_heads WHERE chain = {mark}{lock}", (chain,))
+    seq, head = cur.fetchone()
+    entries = link(chain, int(seq), str(head), iso(time.time()), recs)
+    t = schema.audit_entries
+    cols = ", ".join(c.name for c in t.columns)
+    cur.executemany(f"INSERT INTO audit_entries ({cols}) VALUES ({', '.join(mark for _ in t.columns)})",
+                    [(e.chain, e.seq, e.at, e.prev, e.record, e.hash) for e in entries])
+    last = entries[-1]
+    cur.execute(f"UPDATE audit_heads SET seq = {mark}, hash = {mark} WHERE chain = {mark}",
+                (last.seq, last.hash, chain))
+    return last
