@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from datetime import UTC, datetime
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -14,8 +15,8 @@ AT = iso(1_800_000_000.5)
 
 
 def chain(n: int = 10) -> list:  # type: ignore[type-arg]
-    recs = [canonical("statements", None, {"seq": i, "text": f"select {i}", "at": 1_800_000_000.0 + i},
-                      frozenset({"at"})) for i in range(1, n + 1)]
+    recs = [canonical("statements", None, {"seq": i, "text": f"select {i}", "at": 1_800_000_000.0 + i})
+            for i in range(1, n + 1)]
     return link("gw", 0, GENESIS, AT, recs)
 
 
@@ -25,8 +26,9 @@ def problems(entries: list, checkpoints: list | None = None) -> list[tuple[str, 
 
 
 def test_canonical_form_is_stable_and_times_are_iso() -> None:
-    a = canonical("events", "id", {"b": 1, "a": "é", "at": 0.0}, frozenset({"at"}))
-    assert a == '{"key":"id","table":"events","values":{"a":"é","at":"1970-01-01T00:00:00.000000Z","b":1}}'
+    a = canonical("events", "id", {"b": 1, "a": "é", "at": datetime(1970, 1, 1, tzinfo=UTC), "n": None})
+    assert a == '["events","id",{"a":"é","at":"1970-01-01T00:00:00.000000Z","b":1,"n":null}]'
+    assert canonical("statements", None, ("s", 1, 1.5)) == '["statements",null,["s",1,1.5]]'
     e = chain(1)[0]
     assert e.hash == entry_hash("gw", 1, AT, GENESIS, e.record) and e.prev == GENESIS
 

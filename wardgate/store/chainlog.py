@@ -21,16 +21,8 @@ from . import schema
 CHAINED = frozenset({"sessions", "statements", "events"})
 
 
-def records(writes: Sequence[Any], insert_columns: dict[str, tuple[str, ...]],
-            time_columns: dict[str, frozenset[str]]) -> list[str]:
-    out = []
-    for w in writes:
-        if w.table not in CHAINED:
-            continue
-        values = w.values if isinstance(w.values, dict) else dict(zip(insert_columns[w.table], w.values,
-                                                                      strict=True))
-        out.append(canonical(w.table, w.key, values, time_columns.get(w.table, frozenset())))
-    return out
+def records(writes: Sequence[Any]) -> list[str]:
+    return [canonical(w.table, w.key, w.values) for w in writes if w.table in CHAINED]
 
 
 def append(cur: Any, is_sqlite: bool, chain: str, recs: list[str]) -> Entry:

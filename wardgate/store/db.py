@@ -133,7 +133,7 @@ class Store:
             self._apply(cur, writes)
             head = None
             if chain is not None:
-                recs = chainlog.records(writes, INSERT_COLUMNS, _TIME_COLUMNS)
+                recs = chainlog.records(writes)
                 if recs:
                     head = chainlog.append(cur, self.is_sqlite, chain, recs)
             if journal is not None:
