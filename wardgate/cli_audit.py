@@ -54,6 +54,7 @@ def audit_verify(config_path: str | None, store_url: str | None, since: str | No
     if as_json:
         _json({"ok": report.ok, "chains": report.chains, "entries": report.entries,
                "checkpoints": report.checkpoints, "unattested": report.unattested,
+               "tables_checked": report.tables_checked, "uncovered": report.uncovered,
                "problems": [{"chain": p.chain, "seq": p.seq, "what": p.what, "detail": p.detail}
                             for p in report.problems],
                "keys": sorted(keys), "keys_from": "files" if public_keys else "store"})
@@ -63,6 +64,11 @@ def audit_verify(config_path: str | None, store_url: str | None, since: str | No
                        "hold for proof that does not rest on the store", err=True)
         for p in report.problems:
             click.echo(f"TAMPERED {p}")
+        if report.uncovered:
+            click.echo(f"note: {report.uncovered} table rows predate the audit chain and are not covered by it")
+        if not report.tables_checked:
+            click.echo("note: with --from/--to only the chain is checked, not the sessions, statements and events "
+                       "tables")
         for chain, n in sorted(report.unattested.items()):
             click.echo(f"note: {n} entries of {chain} come after its last checkpoint (not yet signed)")
         verdict = "OK" if report.ok else f"FAILED: {len(report.problems)} problem(s)"

@@ -111,12 +111,35 @@ def _rewrite(url: str, chain: str, seq: int) -> None:
     _run(url, *changes)
 
 
-CASES: dict[str, tuple[Callable[[str, str, int], None], str]] = {
-    "update a row": (_alter, "altered"),
-    "delete a row": (_delete, "removed"),
-    "swap two rows": (_swap, "moved"),
-    "truncate the tail after a checkpoint": (_truncate, "truncated"),
-    "rewrite the chain from a row on": (_rewrite, "altered"),
+def _edit_statement(url: str, _chain: str, seq: int) -> None:
+    """The table people read, not the chain: what `sessions show` would print is changed."""
+    _run(url, ("UPDATE statements SET text = 'select 1' WHERE seq = :s", {"s": seq}))
+
+
+def _forge_statement(url: str, _chain: str, _seq: int) -> None:
+    _run(url, ("INSERT INTO statements (session_id, seq, started_at, protocol, kind, text, param_count, status) "
+               "SELECT session_id, 999, started_at, protocol, kind, 'drop table evidence', 0, 'ok' FROM statements "
+               "WHERE seq = 1", {}))
+
+
+def _delete_event(url: str, _chain: str, _seq: int) -> None:
+    _run(url, ("DELETE FROM events WHERE kind = 'service_account_created'", {}))
+
+
+def _edit_session(url: str, _chain: str, _seq: int) -> None:
+    _run(url, ("UPDATE sessions SET \"user\" = 'someone-else'", {}))
+
+
+CASES: dict[str, tuple[Callable[[str, str, int], None], str, str | None]] = {
+    "update a row": (_alter, "altered", None),
+    "delete a row": (_delete, "removed", None),
+    "swap two rows": (_swap, "moved", None),
+    "truncate the tail after a checkpoint": (_truncate, "truncated", None),
+    "rewrite the chain from a row on": (_rewrite, "altered", None),
+    "edit a statement in its table": (_edit_statement, "altered", "statements"),
+    "add a statement to its table": (_forge_statement, "inserted", "statements"),
+    "delete an event from its table": (_delete_event, "removed", "events"),
+    "edit a session in its table": (_edit_session, "altered", "sessions"),
 }
 
 
@@ -130,14 +153,16 @@ def _check_all(cfg: Path, url: str, copy: Callable[[str], str]) -> None:
     assert _verify(cfg, url, "--public-key", str(key))[0] == 0
     chain, head = _gateway_chain(url)
     assert head >= 12
-    for name, (tamper, what) in CASES.items():
+    for name, (tamper, what, table) in CASES.items():
         target = copy(name)
         tamper(target, chain, 4)
         code, report = _verify(cfg, target, "--public-key", str(key))
         assert code == 1, (name, report)
-        found = [(p["what"], p["seq"]) for p in report["problems"] if p["chain"] == chain]
-        assert any(w == what for w, _ in found), (name, found)
-        if tamper is _rewrite:  # re-hashed: only the checkpoint after it can tell, and it names the range
+        found = [(p["what"], p["seq"]) for p in report["problems"] if p["chain"] == (table or chain)]
+        assert any(w == what for w, _ in found), (name, report["problems"])
+        if table is not None:
+            assert report["tables_checked"] and report["uncovered"] == 0, report
+        elif tamper is _rewrite:  # re-hashed: only the checkpoint after it can tell, and it names the range
             assert any("an entry in #1-#" in p["detail"] for p in report["problems"]), report
         elif what != "truncated":
             assert any(s in (4, 5) for _, s in found), (name, found)  # named where it happened

@@ -127,6 +127,8 @@ class Report:
     checkpoints: int = 0
     problems: list[Problem] = field(default_factory=list)
     unattested: dict[str, int] = field(default_factory=dict)  # entries after a chain's last valid checkpoint
+    tables_checked: bool = False  # sessions, statements and events compared with the chain (audit/crosscheck.py)
+    uncovered: int = 0  # table rows older than the first chain entry (a store from before the chain)
 
     @property
     def ok(self) -> bool:

@@ -10,7 +10,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from ..identity.keys import public_kid
 from ..store import Store
 from ..store.auditlog import AuditLog
-from .chain import GENESIS, Problem, Report, verify_chain
+from .chain import GENESIS, Entry, Problem, Report, verify_chain
+from .crosscheck import cross_check
 
 
 def load_public_key(pem: str) -> Ed25519PublicKey:
@@ -35,8 +36,10 @@ def verify_store(store: Store, keys: dict[str, Ed25519PublicKey], since: str | N
     log = AuditLog(store)
     heads = log.heads()
     report = Report()
+    everything: list[Entry] = []
     for chain in log.chains():
         entries = list(log.entries(chain, since, until))
+        everything += entries
         head = heads.get(chain)
         first_seq, first_prev = (int(head["first_seq"]), head["first_prev"]) if head else (1, GENESIS)
         if since and entries:  # a range starts wherever its first entry is; what came before is out of scope
@@ -59,4 +62,8 @@ def verify_store(store: Store, keys: dict[str, Ed25519PublicKey], since: str | N
                                                f"entries after the chain's head #{head['seq']}"))
             elif entries and head["hash"] != entries[-1].hash:
                 report.problems.append(Problem(chain, last, "altered", "the last entry is not the chain's head"))
+    if not (since or until):  # the tables hold everything: compare them with all of the chain
+        problems, report.uncovered = cross_check(store, everything, log.chain_started_at())
+        report.problems += problems
+        report.tables_checked = True
     return report

@@ -45,6 +45,13 @@ class AuditLog:
         with self.store._guard(), self.store.engine.connect() as conn:
             return {r.kid: r.public_pem for r in conn.execute(select(_K))}
 
+    def chain_started_at(self) -> str | None:
+        """When this store began chaining (its migration to the chained audit): older rows are not covered."""
+        t = schema.audit_meta
+        with self.store._guard(), self.store.engine.connect() as conn:
+            value = conn.execute(select(t.c.value).where(t.c.name == "chain_started_at")).scalar()
+        return str(value) if value is not None else None
+
     def heads(self) -> dict[str, dict[str, Any]]:
         with self.store._guard(), self.store.engine.connect() as conn:
             return {r.chain: dict(r._mapping) for r in conn.execute(select(_H))}

@@ -237,6 +237,13 @@ audit_checkpoints = Table(
     Column("signature", String(128), nullable=False),  # Ed25519, base64
 )
 
+audit_meta = Table(
+    "audit_meta",
+    metadata,
+    Column("name", String(64), primary_key=True),  # chain_started_at: when the store began chaining
+    Column("value", Text, nullable=False),
+)
+
 audit_keys = Table(
     "audit_keys",
     metadata,

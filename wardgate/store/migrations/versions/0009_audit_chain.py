@@ -4,6 +4,8 @@ Revision ID: 0009
 Revises: 0008
 """
 
+from datetime import UTC, datetime
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -41,6 +43,14 @@ def upgrade() -> None:
         sa.Column("kid", sa.String(64), nullable=False),
         sa.Column("signature", sa.String(128), nullable=False),
     )
+    meta = op.create_table(
+        "audit_meta",
+        sa.Column("name", sa.String(64), primary_key=True),
+        sa.Column("value", sa.Text, nullable=False),
+    )
+    # Rows written before this moment have no chain entries: verification counts them as not covered.
+    started = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    op.bulk_insert(meta, [{"name": "chain_started_at", "value": started}])
     op.create_table(
         "audit_keys",
         sa.Column("kid", sa.String(64), primary_key=True),
@@ -51,6 +61,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("audit_keys")
+    op.drop_table("audit_meta")
     op.drop_table("audit_checkpoints")
     op.drop_table("audit_heads")
     op.drop_index("ix_audit_entries_at", "audit_entries")
