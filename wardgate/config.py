@@ -6,6 +6,8 @@ reading code. Secrets are only ever referenced (``env:NAME``, ``file:PATH``) and
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 from dataclasses import dataclass
@@ -775,6 +777,23 @@ class Config(_Model):
     @property
     def tls_enabled(self) -> bool:
         return self.tls.cert is not None or self.tls.self_signed
+
+    def fingerprint(self) -> tuple[str, dict[str, Any]]:
+        """(SHA-256, the configuration as JSON) with every secret replaced by its reference (``env:NAME``): what
+        the audit keeps of the configuration a gateway ran with, so a policy change is on the record."""
+
+        def scrub(v: Any) -> Any:
+            if isinstance(v, dict):
+                if set(v) == {"ref", "value"}:
+                    return v["ref"]
+                return {k: scrub(x) for k, x in v.items()}
+            if isinstance(v, list):
+                return [scrub(x) for x in v]
+            return v
+
+        body = scrub(self.model_dump(mode="json"))
+        text_ = json.dumps(body, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text_.encode()).hexdigest(), body
 
     def audit_key_file(self) -> Path:
         return self.audit.key_file or self.data_dir / "audit-signing.key"

@@ -29,7 +29,7 @@ from .identity.tokens import TokenService
 from .identity.verify import authenticators
 from .pipeline import Pipeline
 from .reviews.deliver import Deliverer
-from .store import Store
+from .store import Store, StoreError
 from .tls import ensure_self_signed, server_context
 
 log = logging.getLogger("wardgate")
@@ -71,6 +71,7 @@ async def serve(config: Config, store: Store) -> None:
         "--audit-key", str(config.audit_key_file()), "--checkpoint-every", str(config.audit.checkpoint_every),
         "--checkpoint-interval", str(config.audit.checkpoint_interval)])
     pipeline = Pipeline(config, recorder, auths, pipeline_id)
+    record_config(store, pipeline, config)
     frontend = PostgresFrontend(config, pipeline, ssl_ctx)
     # Everything built so far (config, parser tables, SQLAlchemy metadata) lives as long as the process: move it
     # out of the collector's sight so that collections on the hot path only scan what the relay allocates.
@@ -125,6 +126,24 @@ async def serve(config: Config, store: Store) -> None:
         if not recorder.stop(timeout=10):
             log.error("some audit records could not be written before shutdown")
         store.close()
+
+
+def record_config(store: Store, pipeline: Pipeline, config: Config) -> None:
+    """A ``config_loaded`` event for every gateway start: the configuration's digest and content (secrets as their
+    references), and, when it differs from the one the last gateway start recorded, which sections changed."""
+    digest, body = config.fingerprint()
+    try:
+        last = store.events(kind="config_loaded", limit=1)
+    except StoreError:
+        last = []
+    before = last[0]["detail"] if last else None
+    changed = None
+    if before is not None and before.get("sha256") != digest:
+        old = before.get("config") or {}
+        changed = sorted(k for k in set(old) | set(body) if old.get(k) != body.get(k))
+    pipeline.record_event("config_loaded", None, {
+        "gateway": pipeline.gateway_id, "sha256": digest, "previous_sha256": before.get("sha256") if before else None,
+        "changed_sections": changed, "config": body})
 
 
 def gateway_id() -> str:

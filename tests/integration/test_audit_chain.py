@@ -21,6 +21,7 @@ from sqlalchemy import create_engine, text
 
 from tests.conftest import ADMIN_DSN, PG_HOST, PG_PORT, WARDGATE, UpstreamDB, run_gateway, unique
 from wardgate.audit.chain import entry_hash
+from wardgate.store import Store
 from wardgate.store.db import engine_url
 
 
@@ -218,3 +219,27 @@ def test_postgres_store_chain_and_tampering(upstream: UpstreamDB, tmp_path: Path
         return f"postgresql://postgres@{PG_HOST}:{PG_PORT}/{target}"
 
     _check_all(cfg, url, copy)
+
+
+def test_configuration_changes_are_on_the_record(upstream: UpstreamDB, tmp_path: Path) -> None:
+    """Each gateway start records its configuration (secrets as references only) and what changed since the last."""
+    store_url = f"sqlite:///{tmp_path / 'store.db'}"
+    secret = "s3cret-" + unique("pw")
+    env = {"WG_TEST_MASK_KEY": secret}
+    first = {"masking": {"hash_key": "env:WG_TEST_MASK_KEY"}}
+    with run_gateway(tmp_path / "a", upstream, store_url=store_url, extra=first, env=env):
+        pass
+    rule = {"name": "no-truncate-here", "action": "deny", "when": {"kinds": ["truncate"]}}
+    with run_gateway(tmp_path / "b", upstream, store_url=store_url, extra={**first, "rules": [rule]}, env=env):
+        pass
+    events = Store(store_url).events(kind="config_loaded")  # read once the gateway has shipped all and stopped
+    assert len(events) == 2
+    latest, earlier = events
+    assert earlier["detail"]["previous_sha256"] is None and earlier["detail"]["changed_sections"] is None
+    assert latest["detail"]["previous_sha256"] == earlier["detail"]["sha256"]
+    assert "rules" in latest["detail"]["changed_sections"] and "masking" not in latest["detail"]["changed_sections"]
+    assert latest["detail"]["config"]["rules"][0]["name"] == "no-truncate-here"
+    assert latest["detail"]["config"]["masking"]["hash_key"] == "env:WG_TEST_MASK_KEY"
+    with create_engine(engine_url(store_url)).connect() as conn:
+        for table in ("events", "audit_entries"):
+            assert secret not in repr(conn.execute(text(f"SELECT * FROM {table}")).fetchall())
