@@ -87,3 +87,40 @@ def audit_public_key(config_path: str | None, store_url: str | None) -> None:
         click.echo(f"wardgate: no checkpoint key at {path} yet (the gateway creates it at its first start)", err=True)
         sys.exit(1)
     click.echo(public_pem(key_file(path)), nl=False)
+
+
+@click.command("prune")
+@config_options
+@click.option("--before", default=None, help="Delete audit older than this time (UTC).")
+@click.option("--older-than", default=None, help="Or: older than this long ago (90d, 12h); default audit.retention.")
+def audit_prune(config_path: str | None, store_url: str | None, before: str | None, older_than: str | None) -> None:
+    """Delete old audit: each chain up to its last signed checkpoint before the horizon (so what remains still
+    verifies), and the table rows older than it; the prune is itself recorded."""
+    import getpass
+
+    from .audit.retention import prune, retention_cutoff
+    from .config import parse_duration
+
+    cfg = _load(config_path, store_url)
+    if before is not None and older_than is not None:
+        raise click.UsageError("give --before or --older-than, not both")
+    if before is not None:
+        horizon = _iso(before, "--before")
+    else:
+        try:
+            seconds = parse_duration(older_than) if older_than is not None else cfg.audit.retention
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--older-than") from None
+        if seconds is None:
+            raise click.UsageError("nothing to prune by: give --before, --older-than or set audit.retention")
+        horizon = retention_cutoff(seconds)
+    assert horizon is not None
+    store = _store(cfg)
+    try:
+        done = prune(store, horizon, getpass.getuser())
+    except StoreError as exc:
+        click.echo(f"wardgate: {exc}", err=True)
+        sys.exit(1)
+    rows = ", ".join(f"{n} {t}" for t, n in done.rows.items())
+    click.echo(f"pruned before {horizon}: {done.entries} chain entries of {len(done.chains)} chain(s) (each cut at "
+               f"a signed checkpoint); rows: {rows}")

@@ -362,6 +362,7 @@ class AuditConfig(_Model):
     key_file: Path | None = None  # the checkpoint signing key (Ed25519); default DATA_DIR/audit-signing.key
     checkpoint_every: int = Field(default=1000, ge=1, le=1_000_000)  # sign a chain's head every N entries...
     checkpoint_interval: Duration = 10.0  # ...or after this long when it has moved
+    retention: Duration | None = None  # audit older than this is pruned (hourly by the gateway; `audit prune`)
 
     @field_validator("key_file", mode="before")
     @classmethod

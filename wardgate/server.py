@@ -20,6 +20,7 @@ from .api.serve import api_server
 from .audit.chain import CLI_CHAIN
 from .audit.journal import Journal, leftovers
 from .audit.recorder import Recorder
+from .audit.retention import prune, retention_cutoff
 from .audit.shipper import drain
 from .audit.signing import Checkpointer, audit_key, sign_head
 from .config import Config, parse_host_port
@@ -89,6 +90,9 @@ async def serve(config: Config, store: Store) -> None:
         grants_task = loop.create_task(frontend.watch_grants(grants_stop))
     api = api_server(config, pipeline)
     api_task = None if api is None else loop.create_task(api.serve())
+    retention_task = None
+    if config.audit.retention is not None:
+        retention_task = loop.create_task(keep_retention(store, config.audit.retention, grants_stop))
     notify_stop = asyncio.Event()
     notify_task = None
     if config.notifications.webhooks or config.notifications.email:  # nothing is queued otherwise
@@ -115,6 +119,9 @@ async def serve(config: Config, store: Store) -> None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(api_task, 5)
         grants_stop.set()
+        if retention_task is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(retention_task, 5)
         if grants_task is not None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(grants_task, 5)
@@ -126,6 +133,21 @@ async def serve(config: Config, store: Store) -> None:
         if not recorder.stop(timeout=10):
             log.error("some audit records could not be written before shutdown")
         store.close()
+
+
+async def keep_retention(store: Store, seconds: float, stop: asyncio.Event, every: float = 3600.0) -> None:
+    """Prune audit older than ``seconds`` now and every ``every`` seconds, in a thread (it is store work)."""
+    loop = asyncio.get_running_loop()
+    while not stop.is_set():
+        try:
+            done = await loop.run_in_executor(None, prune, store, retention_cutoff(seconds), "retention")
+            if done.entries or any(done.rows.values()):
+                log.info("retention: pruned %d chain entries and rows %s older than %s", done.entries, done.rows,
+                         done.before)
+        except StoreError as exc:
+            log.warning("retention: cannot prune the audit now: %s", exc)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), every)
 
 
 def record_config(store: Store, pipeline: Pipeline, config: Config) -> None:

@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 import sqlite3
 import subprocess
+import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -243,3 +245,32 @@ def test_configuration_changes_are_on_the_record(upstream: UpstreamDB, tmp_path:
     with create_engine(engine_url(store_url)).connect() as conn:
         for table in ("events", "audit_entries"):
             assert secret not in repr(conn.execute(text(f"SELECT * FROM {table}")).fetchall())
+
+
+def test_retention_prunes_signed_ranges_and_what_remains_verifies(upstream: UpstreamDB, tmp_path: Path) -> None:
+    db = tmp_path / "store.db"
+    url = f"sqlite:///{db}"
+    extra = {"audit": {"checkpoint_every": 1, "checkpoint_interval": "1s"}}
+    with run_gateway(tmp_path / "gw", upstream, store_url=url, extra=extra) as gw:
+        token = gw.token("old", "dba")
+        with psycopg.connect(gw.dsn("old", token)) as conn:
+            conn.execute("select 'old work'")
+        time.sleep(1.2)
+        horizon = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        time.sleep(0.2)
+        with psycopg.connect(gw.dsn("new", gw.token("new", "dba"))) as conn:
+            conn.execute("select 'new work'")
+        cfg = gw.config_path
+    before = _verify(cfg, url)[1]
+    out = subprocess.run([*WARDGATE, "audit", "prune", "-c", str(cfg), "--store", url, "--before", horizon],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "pruned before" in out.stdout, out.stderr
+    code, after = _verify(cfg, url)
+    assert code == 0 and after["ok"], after
+    assert after["entries"] < before["entries"]
+    store = Store(url)
+    assert [s["user"] for s in store.sessions()] == ["new"]  # the old session went with its records
+    assert store.events(kind="audit_pruned")[0]["detail"]["before"] == horizon
+    _run(url, ("UPDATE statements SET kind = 'delete'", {}))  # the newer statements, which remain
+    code, tampered = _verify(cfg, url)
+    assert code == 1 and any(p["chain"] == "statements" for p in tampered["problems"]), tampered

@@ -69,9 +69,15 @@ def test_checkpoints_catch_what_a_rehash_hides() -> None:
     assert problems(entries, [dataclasses.replace(cp, kid="other")]) == [("unsigned", 10)]
 
 
-def test_a_pruned_chain_verifies_from_its_boundary() -> None:
+def test_a_pruned_chain_verifies_from_its_signed_boundary() -> None:
     entries = chain()
-    rep = verify_chain("gw", entries[5:], [], KEYS, first_seq=6, first_prev=entries[4].hash)
+    boundary = sign_checkpoint(KEY, "k", "gw", 5, entries[4].hash, AT)
+    rep = verify_chain("gw", entries[5:], [boundary], KEYS, first_seq=6, first_prev=entries[4].hash)
     assert rep.ok and rep.entries == 5
-    rep = verify_chain("gw", entries[6:], [], KEYS, first_seq=6, first_prev=entries[4].hash)
+    rep = verify_chain("gw", entries[6:], [boundary], KEYS, first_seq=6, first_prev=entries[4].hash)
     assert [(p.what, p.seq) for p in rep.problems] == [("removed", 6)]
+    # pruned where no checkpoint was signed (or the boundary rewritten): the missing part is reported
+    rep = verify_chain("gw", entries[5:], [], KEYS, first_seq=6, first_prev=entries[4].hash)
+    assert [(p.what, p.seq) for p in rep.problems] == [("removed", 6)]
+    rep = verify_chain("gw", entries[3:], [boundary], KEYS, first_seq=4, first_prev=entries[2].hash)
+    assert [(p.what, p.seq) for p in rep.problems] == [("removed", 4)]

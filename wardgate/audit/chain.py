@@ -137,10 +137,11 @@ class Report:
 
 def verify_chain(chain: str, entries: Sequence[Entry], checkpoints: Sequence[Checkpoint],
                  keys: Mapping[str, Ed25519PublicKey], first_seq: int = 1, first_prev: str = GENESIS,
-                 report: Report | None = None) -> Report:
+                 report: Report | None = None, bounded: bool = False) -> Report:
     """Walk one chain's entries (any order; they are sorted by seq here) from ``first_seq``, whose ``prev`` must be
-    ``first_prev`` (the genesis, or the boundary hash kept when older entries were pruned), and check each
-    checkpoint against them. Every problem is named by the sequence number where it shows."""
+    ``first_prev`` (the genesis, or the boundary hash kept when older entries were pruned, which a signed
+    checkpoint must cover), and check each checkpoint against them. Every problem is named by the sequence number
+    where it shows. ``bounded``: the caller chose the start (a --from range), so no boundary checkpoint is due."""
     rep = report or Report()
     rep.chains += 1
     rows = sorted(entries, key=lambda e: e.seq)
@@ -177,6 +178,7 @@ def verify_chain(chain: str, entries: Sequence[Entry], checkpoints: Sequence[Che
         expected_seq, expected_prev = e.seq + 1, e.hash
     last = rows[-1].seq if rows else first_seq - 1
     attested = first_seq - 1
+    boundary_signed = first_seq == 1 and first_prev == GENESIS
     for cp in sorted(checkpoints, key=lambda c: c.seq):
         rep.checkpoints += 1
         key = keys.get(cp.kid)
@@ -189,6 +191,8 @@ def verify_chain(chain: str, entries: Sequence[Entry], checkpoints: Sequence[Che
         except (InvalidSignature, ValueError):
             rep.problems.append(Problem(chain, cp.seq, "forged", "checkpoint signature does not verify"))
             continue
+        if cp.seq == first_seq - 1 and cp.hash == first_prev:
+            boundary_signed = True  # the pruned part ended exactly at a signed checkpoint
         if cp.seq < first_seq:
             continue
         if cp.seq > last:
@@ -203,6 +207,10 @@ def verify_chain(chain: str, entries: Sequence[Entry], checkpoints: Sequence[Che
                                         f"it re-hashed"))
             continue
         attested = max(attested, cp.seq)
+    if not boundary_signed and not bounded:
+        rep.problems.append(Problem(chain, first_seq, "removed",
+                                    f"entries before #{first_seq} are gone, and no signed checkpoint ends at the "
+                                    f"boundary hash the chain starts from (retention prunes only signed ranges)"))
     if last > attested:
         rep.unattested[chain] = last - attested
     return rep

@@ -23,6 +23,7 @@ from sqlalchemy import select
 from ..store import schema
 from ..store.db import INSERT_COLUMNS, Store, utc
 from .chain import Entry, Problem, entry_hash
+from .retention import horizon_of
 
 TIME_COLUMNS = {t: frozenset(c.name for c in schema.metadata.tables[t].columns
                              if c.type.__class__.__name__ == "DateTime") for t in ("sessions", "statements", "events")}
@@ -104,7 +105,15 @@ def cross_check(store: Store, entries: list[Entry], chain_started_at: str | None
     good = [e for e in entries if entry_hash(e.chain, e.seq, e.at, e.prev, e.record) == e.hash]
     sessions, statements, events = expected(good)
     problems: list[Problem] = []
-    start = _micros(chain_started_at)
+    # Rows and records older than the store's chaining, or than the latest retention horizon a verified
+    # audit_pruned event states, are not compared: pruning removed one or the other on purpose.
+    horizon = horizon_of([(ev.get("kind"), ev.get("detail")) for ev in events])
+    start = max((t for t in (_micros(chain_started_at), _micros(horizon)) if t is not None), default=None)
+
+    def pruned(when: Any) -> bool:
+        t = _micros(when)
+        return start is not None and t is not None and t < start
+
     old = 0
 
     def report(table: str, what: str, detail: str) -> None:
@@ -133,7 +142,7 @@ def cross_check(store: Store, entries: list[Entry], chain_started_at: str | None
             if bad:
                 report("sessions", "altered", f"session {r['id']} differs from its audit records in: "
                                               f"{', '.join(sorted(bad))}")
-        for sid in sessions.keys() - seen:
+        for sid in {k for k, v in sessions.items() if not pruned(v.get("started_at"))} - seen:
             report("sessions", "removed", f"session {sid} of the audit chain is not in the table")
         seen_st: set[tuple[str, int]] = set()
         for row in conn.execute(select(schema.statements)):
@@ -150,10 +159,11 @@ def cross_check(store: Store, entries: list[Entry], chain_started_at: str | None
             if bad:
                 report("statements", "altered", f"statement #{k[1]} of session {k[0]} differs from its audit "
                                                  f"record in: {', '.join(sorted(bad))}")
-        for k in sorted(statements.keys() - seen_st):
+        for k in sorted({k for k, v in statements.items() if not pruned(v.get("started_at"))} - seen_st):
             report("statements", "removed", f"statement #{k[1]} of session {k[0]} is not in the table")
         cols = INSERT_COLUMNS["events"]
-        want_events = Counter(tuple(_norm("events", c, e.get(c)) for c in cols) for e in events)
+        want_events = Counter(tuple(_norm("events", c, e.get(c)) for c in cols) for e in events
+                              if not pruned(e.get("at")))
         have_events = Counter(tuple(_norm("events", c, row._mapping[c]) for c in cols)
                               for row in conn.execute(select(schema.events)) if not before_chain(row._mapping["at"]))
         for ev, n in (have_events - want_events).items():

@@ -49,7 +49,7 @@ def verify_store(store: Store, keys: dict[str, Ed25519PublicKey], since: str | N
             lo = entries[0].seq if entries else 0
             hi = entries[-1].seq if entries else -1
             checkpoints = [c for c in checkpoints if lo <= c.seq <= hi]
-        verify_chain(chain, entries, checkpoints, keys, first_seq, first_prev, report)
+        verify_chain(chain, entries, checkpoints, keys, first_seq, first_prev, report, bounded=bool(since))
         if head is None and entries:
             report.problems.append(Problem(chain, entries[-1].seq, "unlinked", "the chain's head row is missing"))
         elif head is not None and not (since or until):
