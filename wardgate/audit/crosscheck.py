@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -128,39 +128,29 @@ def cross_check(store: Store, entries: list[Entry], chain_started_at: str | None
         return False
 
     with store._guard(), store.engine.connect() as conn:
-        seen: set[str] = set()
-        for row in conn.execute(select(schema.sessions)):
-            r = row._mapping
-            want = sessions.get(r["id"])
-            seen.add(r["id"])
-            if want is None and before_chain(r["started_at"]):
-                continue
-            if want is None:
-                report("sessions", "inserted", f"session {r['id']} is in no audit chain")
-                continue
-            bad = [c for c, v in want.items() if c in r and not _same("sessions", c, v, r[c])]
-            if bad:
-                report("sessions", "altered", f"session {r['id']} differs from its audit records in: "
-                                              f"{', '.join(sorted(bad))}")
-        for sid in {k for k, v in sessions.items() if not pruned(v.get("started_at"))} - seen:
-            report("sessions", "removed", f"session {sid} of the audit chain is not in the table")
-        seen_st: set[tuple[str, int]] = set()
-        for row in conn.execute(select(schema.statements)):
-            r = row._mapping
-            k = (r["session_id"], int(r["seq"]))
-            want = statements.get(k)
-            seen_st.add(k)
-            if want is None and before_chain(r["started_at"]):
-                continue
-            if want is None:
-                report("statements", "inserted", f"statement #{k[1]} of session {k[0]} is in no audit chain")
-                continue
-            bad = [c for c, v in want.items() if c in r and not _same("statements", c, v, r[c])]
-            if bad:
-                report("statements", "altered", f"statement #{k[1]} of session {k[0]} differs from its audit "
-                                                 f"record in: {', '.join(sorted(bad))}")
-        for k in sorted({k for k, v in statements.items() if not pruned(v.get("started_at"))} - seen_st):
-            report("statements", "removed", f"statement #{k[1]} of session {k[0]} is not in the table")
+        def keyed(table: str, want_by: Mapping[Any, dict[str, Any]], key_of: Callable[[Any], Any],
+                  name_of: Callable[[Any], str]) -> None:
+            """A table whose rows have a key in the records: each row against its record(s), then what is gone."""
+            seen = set()
+            for row in conn.execute(select(schema.metadata.tables[table])):
+                r = row._mapping
+                k = key_of(r)
+                seen.add(k)
+                want = want_by.get(k)
+                if want is None:
+                    if not before_chain(r["started_at"]):
+                        report(table, "inserted", f"{name_of(k)} is in no audit chain")
+                    continue
+                bad = [c for c, v in want.items() if c in r and not _same(table, c, v, r[c])]
+                if bad:
+                    report(table, "altered", f"{name_of(k)} differs from its audit records in: "
+                                             f"{', '.join(sorted(bad))}")
+            for k in sorted(k for k, v in want_by.items() if k not in seen and not pruned(v.get("started_at"))):
+                report(table, "removed", f"{name_of(k)} of the audit chain is not in the table")
+
+        keyed("sessions", sessions, lambda r: r["id"], lambda k: f"session {k}")
+        keyed("statements", statements, lambda r: (r["session_id"], int(r["seq"])),
+              lambda k: f"statement #{k[1]} of session {k[0]}")
         cols = INSERT_COLUMNS["events"]
         want_events = Counter(tuple(_norm("events", c, e.get(c)) for c in cols) for e in events
                               if not pruned(e.get("at")))
