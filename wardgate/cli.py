@@ -12,7 +12,7 @@ import click
 
 from .cli_access import access
 from .cli_accounts import service_account
-from .cli_audit import audit_prune, audit_public_key, audit_verify
+from .cli_audit import audit_export, audit_prune, audit_public_key, audit_verify
 from .cli_common import _json, _load, _store, _table, _ts, config_options
 from .cli_connect import connect
 from .cli_exec import exec_
@@ -368,6 +368,7 @@ def audit() -> None:
 audit.add_command(audit_verify)
 audit.add_command(audit_public_key)
 audit.add_command(audit_prune)
+audit.add_command(audit_export)
 
 
 @audit.command("events")

@@ -124,3 +124,34 @@ def audit_prune(config_path: str | None, store_url: str | None, before: str | No
     rows = ", ".join(f"{n} {t}" for t, n in done.rows.items())
     click.echo(f"pruned before {horizon}: {done.entries} chain entries of {len(done.chains)} chain(s) (each cut at "
                f"a signed checkpoint); rows: {rows}")
+
+
+@click.command("export")
+@config_options
+@click.option("--from", "since", default=None, help="Records at or after this time (UTC).")
+@click.option("--to", "until", default=None, help="Records before this time (UTC).")
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="Write to this file (default: standard output).")
+def audit_export(config_path: str | None, store_url: str | None, since: str | None, until: str | None, fmt: str,
+                 output: str | None) -> None:
+    """Every audit record in a time range, in time order: session starts and ends, statements (literals
+    redacted, as recorded), events."""
+    from datetime import datetime
+
+    from .audit.export import records, write
+
+    lo, hi = _iso(since, "--from"), _iso(until, "--to")
+    start = datetime.fromisoformat(lo.replace("Z", "+00:00")) if lo else None
+    end = datetime.fromisoformat(hi.replace("Z", "+00:00")) if hi else None
+    store = _store(_load(config_path, store_url))
+    try:
+        if output is None:
+            n = write(sys.stdout, fmt, records(store, start, end))
+        else:
+            with open(output, "w", encoding="utf-8", newline="") as fh:
+                n = write(fh, fmt, records(store, start, end))
+    except StoreError as exc:
+        click.echo(f"wardgate: {exc}", err=True)
+        sys.exit(1)
+    click.echo(f"exported {n} records", err=True)

@@ -274,3 +274,35 @@ def test_retention_prunes_signed_ranges_and_what_remains_verifies(upstream: Upst
     _run(url, ("UPDATE statements SET kind = 'delete'", {}))  # the newer statements, which remain
     code, tampered = _verify(cfg, url)
     assert code == 1 and any(p["chain"] == "statements" for p in tampered["problems"]), tampered
+
+
+def test_export_jsonl_and_csv_in_time_order(upstream: UpstreamDB, tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    cfg = _exercise(upstream, tmp_path / "gw", url)
+
+    def export(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*WARDGATE, "audit", "export", "-c", str(cfg), "--store", url, *args],
+                              capture_output=True, text=True, timeout=60)
+
+    res = export("--format", "jsonl")
+    assert res.returncode == 0, res.stderr
+    lines = [json.loads(line) for line in res.stdout.splitlines()]
+    types = [r["type"] for r in lines]
+    texts = [r.get("statement") for r in lines if r["type"] == "statement"]
+    assert texts.count("select $1, $2") == 12 and "BEGIN" in texts  # psycopg opens a transaction first
+    assert "session_start" in types and "session_end" in types
+    assert "config_loaded" in types and "service_account_created" in types
+    assert [r["time"] for r in lines] == sorted(r["time"] for r in lines)
+    start = types.index("session_start")
+    first_stmt = types.index("statement") + 1  # after the BEGIN
+    assert start < first_stmt < types.index("session_end")
+    stmt = lines[first_stmt]
+    assert stmt["user"] == "ann" and stmt["connection"] == "app" and "$1" in stmt["statement"]  # redacted literals
+    assert "statement 0" not in res.stdout  # the literals never leave the store (they were never in it)
+    res = export("--format", "csv", "--from", lines[first_stmt]["time"], "-o", str(tmp_path / "a.csv"))
+    assert res.returncode == 0 and "exported" in res.stderr
+    import csv
+
+    rows = list(csv.DictReader((tmp_path / "a.csv").open()))
+    assert rows[0]["type"] == "statement" and len([r for r in rows if r["statement"] == "select $1, $2"]) == 12
+    assert export("--from", "yesterday").returncode == 2  # a bad time is a usage error, not a traceback
