@@ -298,6 +298,7 @@ def test_export_jsonl_and_csv_in_time_order(upstream: UpstreamDB, tmp_path: Path
     assert start < first_stmt < types.index("session_end")
     stmt = lines[first_stmt]
     assert stmt["user"] == "ann" and stmt["connection"] == "app" and "$1" in stmt["statement"]  # redacted literals
+    assert json.loads(stmt["groups"]) == ["dba"] and stmt["issuer"] == "wardgate"  # who the decision was for
     assert "statement 0" not in res.stdout  # the literals never leave the store (they were never in it)
     res = export("--format", "csv", "--from", lines[first_stmt]["time"], "-o", str(tmp_path / "a.csv"))
     assert res.returncode == 0 and "exported" in res.stderr

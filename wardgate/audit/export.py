@@ -46,11 +46,13 @@ def _stream(store: Store, table: Any, time_col: Any, since: datetime | None, unt
 def records(store: Store, since: datetime | None, until: datetime | None) -> Iterator[dict[str, Any]]:
     """Every audit record in [since, until), in time order."""
     s, st, ev = schema.sessions, schema.statements, schema.events
-    users: dict[str, tuple[str, str]] = {}  # session id -> (user, connection), for the statements that follow
+    # session id -> who and where, for the statements that follow: each statement record carries the identity
+    # (user, groups, issuer) its decision was made for
+    users: dict[str, tuple[str, str, str, str | None]] = {}
 
     def starts() -> Iterator[tuple[str, int, dict[str, Any]]]:
         for r in _stream(store, s, s.c.started_at, since, until):
-            users[r["id"]] = (r["user"], r["connection"])
+            users[r["id"]] = (r["user"], r["connection"], r["groups"], r["issuer"])
             yield _iso(r["started_at"]) or "", 0, {
                 "type": "session_start", "user": r["user"], "connection": r["connection"], "session_id": r["id"],
                 "groups": r["groups"], "auth_method": r["auth_method"], "issuer": r["issuer"],
@@ -68,9 +70,10 @@ def records(store: Store, since: datetime | None, until: datetime | None) -> Ite
 
     def statements() -> Iterator[tuple[str, int, dict[str, Any]]]:
         for r in _stream(store, st, st.c.started_at, since, until):
-            user, conn = users.get(r["session_id"]) or _session_of(store, r["session_id"], users)
+            user, conn, groups, issuer = users.get(r["session_id"]) or _session_of(store, r["session_id"], users)
             yield _iso(r["started_at"]) or "", 1, {
                 "type": "statement", "user": user, "connection": conn, "session_id": r["session_id"],
+                "groups": groups, "issuer": issuer,
                 "seq": r["seq"], "kind": r["kind"], "statement": r["text"], "status": r["status"],
                 "decision": r["decision"], "rule": r["rule"], "reason": r["reason"], "sqlstate": r["sqlstate"],
                 "error_message": r["error_message"], "rows": r["row_count"], "duration_ms": r["duration_ms"],
@@ -87,12 +90,14 @@ def records(store: Store, since: datetime | None, until: datetime | None) -> Ite
         yield {"time": at, **rec}
 
 
-def _session_of(store: Store, session_id: str, cache: dict[str, tuple[str, str]]) -> tuple[str, str]:
+def _session_of(store: Store, session_id: str, cache: dict[str, tuple[str, str, str, str | None]]
+                ) -> tuple[str, str, str, str | None]:
     """A statement in range whose session started before it."""
     s = schema.sessions
     with store._guard(), store.engine.connect() as conn:
-        row = conn.execute(select(s.c.user, s.c.connection).where(s.c.id == session_id)).first()
-    cache[session_id] = (row[0], row[1]) if row else ("", "")
+        row = conn.execute(select(s.c.user, s.c.connection, s.c.groups, s.c.issuer)
+                           .where(s.c.id == session_id)).first()
+    cache[session_id] = (row[0], row[1], row[2], row[3]) if row else ("", "", "[]", None)
     return cache[session_id]
 
 
