@@ -84,15 +84,15 @@ async def serve(config: Config, store: Store) -> None:
     except BaseException:
         recorder.stop(timeout=5)
         raise
-    grants_stop = asyncio.Event()
+    background_stop = asyncio.Event()
     grants_task = None
     if any(c.access is not None for c in config.connections.values()):
-        grants_task = loop.create_task(frontend.watch_grants(grants_stop))
+        grants_task = loop.create_task(frontend.watch_grants(background_stop))
     api = api_server(config, pipeline)
     api_task = None if api is None else loop.create_task(api.serve())
     retention_task = None
     if config.audit.retention is not None:
-        retention_task = loop.create_task(keep_retention(store, config.audit.retention, grants_stop))
+        retention_task = loop.create_task(keep_retention(store, config.audit.retention, background_stop))
     notify_stop = asyncio.Event()
     notify_task = None
     if config.notifications.webhooks or config.notifications.email:  # nothing is queued otherwise
@@ -118,7 +118,7 @@ async def serve(config: Config, store: Store) -> None:
             api.should_exit = True
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(api_task, 5)
-        grants_stop.set()
+        background_stop.set()
         if retention_task is not None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(retention_task, 5)
