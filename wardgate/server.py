@@ -31,6 +31,7 @@ from .identity.verify import authenticators
 from .pipeline import Pipeline
 from .reviews.deliver import Deliverer
 from .store import Store, StoreError
+from .store.auditlog import AuditLog
 from .tls import ensure_self_signed, server_context
 
 log = logging.getLogger("wardgate")
@@ -163,9 +164,14 @@ def record_config(store: Store, pipeline: Pipeline, config: Config) -> None:
     if before is not None and before.get("sha256") != digest:
         old = before.get("config") or {}
         changed = sorted(k for k in set(old) | set(body) if old.get(k) != body.get(k))
+    try:  # every chain this start finds, so that `audit verify` notices one deleted whole (verify.cross_links)
+        chains = {c: {"seq": int(h["seq"]), "hash": h["hash"]} for c, h in AuditLog(store).heads().items()
+                  if int(h["seq"]) > 0}
+    except StoreError:
+        chains = {}
     pipeline.record_event("config_loaded", None, {
         "gateway": pipeline.gateway_id, "sha256": digest, "previous_sha256": before.get("sha256") if before else None,
-        "changed_sections": changed, "config": body})
+        "changed_sections": changed, "config": body, "chains": chains})
 
 
 def gateway_id() -> str:

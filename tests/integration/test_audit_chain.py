@@ -307,3 +307,19 @@ def test_export_jsonl_and_csv_in_time_order(upstream: UpstreamDB, tmp_path: Path
     rows = list(csv.DictReader((tmp_path / "a.csv").open()))
     assert rows[0]["type"] == "statement" and len([r for r in rows if r["statement"] == "select $1, $2"]) == 12
     assert export("--from", "yesterday").returncode == 2  # a bad time is a usage error, not a traceback
+
+
+def test_a_whole_chain_deleted_is_noticed_by_a_later_start(upstream: UpstreamDB, tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    cfg = _exercise(upstream, tmp_path / "gw1", url)
+    first, _ = _gateway_chain(url)
+    with run_gateway(tmp_path / "gw2", upstream, store_url=url):
+        pass  # its config_loaded event records the first gateway's chain head
+    assert _verify(cfg, url)[0] == 0
+    _run(url, ("DELETE FROM audit_entries WHERE chain = :c", {"c": first}),
+         ("DELETE FROM audit_checkpoints WHERE chain = :c", {"c": first}),
+         ("DELETE FROM audit_heads WHERE chain = :c", {"c": first}))
+    code, report = _verify(cfg, url)
+    assert code == 1
+    assert any(p["chain"] == first and p["what"] == "removed" and "whole chain is gone" in p["detail"]
+               for p in report["problems"]), report["problems"]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
+from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -10,7 +12,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from ..identity.keys import public_kid
 from ..store import Store
 from ..store.auditlog import AuditLog
-from .chain import GENESIS, Entry, Problem, Report, verify_chain
+from ..store.db import INSERT_COLUMNS
+from .chain import GENESIS, Entry, Problem, Report, entry_hash, verify_chain
 from .crosscheck import cross_check
 
 
@@ -66,4 +69,40 @@ def verify_store(store: Store, keys: dict[str, Ed25519PublicKey], since: str | N
         problems, report.uncovered = cross_check(store, everything, log.chain_started_at())
         report.problems += problems
         report.tables_checked = True
+        report.problems += cross_links(everything, heads)
     return report
+
+
+def cross_links(entries: list[Entry], heads: dict[str, dict[str, Any]]) -> list[Problem]:
+    """Each gateway start records the heads of every chain it found (its ``config_loaded`` event, on its own
+    chain). A chain that such a verified record names must still reach that position with that hash: deleting a
+    whole chain, with its checkpoints and head, is otherwise invisible in the store."""
+    by_pos = {(e.chain, e.seq): e.hash for e in entries}
+    known: dict[tuple[str, int], tuple[str, str]] = {}  # (chain, seq) -> (hash, the chain that saw it)
+    for e in entries:
+        if entry_hash(e.chain, e.seq, e.at, e.prev, e.record) != e.hash or '"config_loaded"' not in e.record:
+            continue
+        try:
+            table, _, values = json.loads(e.record)
+            detail = json.loads(values[INSERT_COLUMNS["events"].index("detail")] if isinstance(values, list)
+                                else values["detail"])
+            seen = detail.get("chains") or {}
+        except (ValueError, KeyError, TypeError, IndexError, AttributeError):
+            continue
+        if table != "events" or not isinstance(seen, dict):
+            continue
+        for chain, pos in seen.items():
+            if isinstance(pos, dict) and isinstance(pos.get("seq"), int) and isinstance(pos.get("hash"), str):
+                known[(chain, pos["seq"])] = (pos["hash"], e.chain)
+    problems = []
+    for (chain, seq), (hash_, witness) in sorted(known.items()):
+        head = heads.get(chain)
+        if head is not None and seq < int(head["first_seq"]):
+            continue  # pruned by retention, at a signed boundary
+        if head is None and not any(c == chain for c, _ in by_pos):
+            problems.append(Problem(chain, seq, "removed", f"the whole chain is gone; {witness} recorded it at "
+                                                           f"#{seq} when its gateway started"))
+        elif by_pos.get((chain, seq)) != hash_:
+            problems.append(Problem(chain, seq, "altered", f"{witness} recorded this chain's #{seq} with another "
+                                                           f"hash when its gateway started (or the entry is gone)"))
+    return problems
