@@ -21,12 +21,11 @@ from typing import Any
 from sqlalchemy import select
 
 from ..store import schema
-from ..store.db import INSERT_COLUMNS, Store, utc
+from ..store.db import _TIME_COLUMNS, INSERT_COLUMNS, Store, utc
 from .chain import Entry, Problem, entry_hash
 from .retention import horizon_of
 
-TIME_COLUMNS = {t: frozenset(c.name for c in schema.metadata.tables[t].columns
-                             if c.type.__class__.__name__ == "DateTime") for t in ("sessions", "statements", "events")}
+TIME_COLUMNS = {t: _TIME_COLUMNS[t] for t in ("sessions", "statements", "events")}  # the store's, for these tables
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
