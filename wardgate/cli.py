@@ -17,6 +17,7 @@ from .cli_common import _json, _load, _store, _table, _ts, config_options
 from .cli_connect import connect
 from .cli_exec import exec_
 from .cli_login import login, logout, whoami
+from .cli_replay import sessions_replay
 from .cli_reviews import reviews
 from .config import Config, parse_duration
 from .store import Store
@@ -346,6 +347,9 @@ def sessions_show(config_path: str | None, store_url: str | None, session_id: st
             for s in stmts
         ],
     )
+
+
+sessions.add_command(sessions_replay)
 
 
 def _masked_summary(masked: str | None) -> str:

@@ -355,6 +355,15 @@ class IdentityConfig(_Model):
         return v
 
 
+class ReplayConfig(_Model):
+    """What of each result the audit keeps for `wardgate sessions replay`: the first rows as the client received
+    them (after masking), each value cut to a bound, so a replay shows what was seen without the audit becoming
+    a copy of the database."""
+
+    rows: int = Field(default=10, ge=0, le=1000)  # first rows kept per result; 0 keeps none
+    value_bytes: int = Field(default=256, ge=16, le=65536)  # each kept value cut to this many bytes
+
+
 class AuditConfig(_Model):
     """The audit journal (records durable before a client is answered) and the hash chain's signed checkpoints."""
 
@@ -363,6 +372,7 @@ class AuditConfig(_Model):
     checkpoint_every: int = Field(default=1000, ge=1, le=1_000_000)  # sign a chain's head every N entries...
     checkpoint_interval: Duration = 10.0  # ...or after this long when it has moved
     retention: Duration | None = None  # audit older than this is pruned (hourly by the gateway; `audit prune`)
+    replay: ReplayConfig = Field(default_factory=ReplayConfig)
 
     @field_validator("key_file", mode="before")
     @classmethod

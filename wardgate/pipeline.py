@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .audit.recorder import AuditUnavailable, Recorder
+from .audit.samples import Kept
 from .config import Config, PostgresConnection, format_duration
 from .identity.model import Authenticator, AuthFailure, Identity
 from .identity.verify import claimed_issuer, verify_any
@@ -164,6 +165,7 @@ class StatementRecord:
     rows_seen: int = 0
     masked: Counts | None = None  # (rule, column, detector or "column") -> values masked in its results
     portal: str | None = None  # the extended-protocol portal it executes
+    kept: Kept | None = None  # the first rows of its result, as the client received them (session replay)
 
 
 class Pipeline:
@@ -759,6 +761,7 @@ class Pipeline:
                     rec.decision.rule,
                     None if rec.decision.allowed else rec.decision.reason,
                     masked_json(rec.masked),
+                    None if rec.kept is None else rec.kept.journaled(rows),
                 ),
             )
         )

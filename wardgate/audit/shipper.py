@@ -20,6 +20,7 @@ from pathlib import Path
 
 from ..store import Store, StoreError
 from .journal import JournalCorrupt, decode
+from .samples import prepare
 from .signing import Checkpointer, audit_key
 
 log = logging.getLogger("wardgate.audit.shipper")
@@ -52,6 +53,7 @@ class Shipper:
                     self.checkpointer.moved(None)  # an idle chain is signed once its interval has passed
                 return shipped
             # the journal's name is the chain's: one chain per gateway process, no lock shared with replicas
+            prepare(writes)  # result samples: wire values to text, here rather than on the relay
             head = self.store.write(writes, (self.name, self.offset + consumed), chain=self.name)
             if self.checkpointer is not None:
                 self.checkpointer.moved(head)

@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 from ..audit.recorder import AuditUnavailable
+from ..audit.samples import Kept
 from ..catalog import Catalog, CatalogUnavailable
 from ..config import Config, PostgresConnection
 from ..pipeline import (
@@ -298,6 +299,8 @@ class ClientConnection(_Endpoint):
         self.row_description: bytes | None = None  # the current simple-protocol result's
         self.plan_for: object = None  # the record the plan below was chosen for
         self.plan: object = None
+        replay = frontend.config.audit.replay
+        self.keep_rows, self.keep_bytes = replay.rows, replay.value_bytes  # result samples for session replay
         self.copy_out = -1  # format of the COPY TO STDOUT in progress (0 text, 1 binary), -1: none
         self.held: list[tuple[int, bytes, int]] | None = None  # answers waiting for a catalog lookup
         # A message held for review, and what the client sent after it (not read while it waits).
@@ -914,12 +917,16 @@ class ClientConnection(_Endpoint):
         if kind == m.DATA_ROW:  # a run of result rows, relayed as one piece
             if masker is not None:
                 frame = self._mask_rows(masker, frame)
+            if self.keep_rows:
+                self._keep(frame, count)
             self.rows += count
         elif kind == m.COMMAND_COMPLETE:
             h = tracker.complete()
             if isinstance(h, StatementRecord):
                 tag = decode.command_tag(frame)
                 rows = decode.rows_from_tag(tag)
+                if h.kept is None and self.keep_rows:
+                    self._keep_columns(h)  # a result with no rows: its columns still show in a replay
                 finish(h, "ok", tag=tag, rows=self.rows if rows is None else rows)
                 if masker is not None and "ddl" in h.info.tags:
                     masker.catalog.invalidate()
@@ -1020,6 +1027,24 @@ class ClientConnection(_Endpoint):
         if plan is None:
             return run
         return masker.rows(plan, run, self._counts())  # type: ignore[arg-type]
+
+    def _keep(self, run: bytes, count: int) -> None:
+        """Keep the first rows of the statement's result, as sent (after masking), for its audit record."""
+        head = self.tracker.head()
+        if not isinstance(head, StatementRecord):
+            return
+        kept = head.kept
+        if kept is None:
+            extended = head.protocol == "extended"
+            described = self.portal_rows.get(head.portal or "") if extended else self.row_description
+            kept = head.kept = Kept(described)
+        if len(kept.rows) < self.keep_rows:
+            kept.take(run, count, self.keep_rows, self.keep_bytes)
+
+    def _keep_columns(self, rec: StatementRecord) -> None:
+        described = self.portal_rows.get(rec.portal or "") if rec.protocol == "extended" else self.row_description
+        if described is not None:
+            rec.kept = Kept(described)
 
     def _record_error(self, failed: Handle | None, skipped: list[Handle], frame: bytes) -> list[Handle]:
         """Record a server error against its statement, its rejected Parse, or on its own.

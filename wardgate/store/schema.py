@@ -100,6 +100,7 @@ statements = Table(
     Column("rule", String(64)),  # the rule that decided ("default" when none matched)
     Column("reason", Text),  # why, for deny and review
     Column("masked", Text),  # JSON list of {rule, column, detector, values}: what was masked in the results
+    Column("result_sample", Text),  # JSON: the result's first rows as the client received them (audit/samples.py)
     Index("ix_statements_session_seq", "session_id", "seq", unique=True),
 )
 
