@@ -130,7 +130,9 @@ def audit_prune(config_path: str | None, store_url: str | None, before: str | No
 @config_options
 @click.option("--from", "since", default=None, help="Records at or after this time (UTC).")
 @click.option("--to", "until", default=None, help="Records before this time (UTC).")
-@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv", "ocsf"]), default="jsonl", show_default=True,
+              help="jsonl: the records as JSON lines; csv: one fixed header; ocsf: one OCSF 1.3.0 event per record "
+                   "(JSON lines), for SIEMs.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default=None,
               help="Write to this file (default: standard output).")
 def audit_export(config_path: str | None, store_url: str | None, since: str | None, until: str | None, fmt: str,

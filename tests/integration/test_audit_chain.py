@@ -323,3 +323,67 @@ def test_a_whole_chain_deleted_is_noticed_by_a_later_start(upstream: UpstreamDB,
     assert code == 1
     assert any(p["chain"] == first and p["what"] == "removed" and "whole chain is gone" in p["detail"]
                for p in report["problems"]), report["problems"]
+
+
+# What OCSF 1.3.0 requires of every event, and of the classes a gateway session produces (base_event with
+# includes/classification.json and occurrence.json; datastore_activity.json; authentication.json)
+OCSF_REQUIRED = {"activity_id", "category_uid", "class_uid", "type_uid", "time", "severity_id", "metadata"}
+OCSF_CLASS_REQUIRED = {6005: {"actor", "src_endpoint"}, 3002: {"user"}, 6002: {"app"}}
+
+
+def _leaves(value: Any) -> list[Any]:
+    if isinstance(value, dict):
+        return [leaf for v in value.values() for leaf in _leaves(v)]
+    if isinstance(value, list):
+        return [leaf for v in value for leaf in _leaves(v)]
+    return [value]
+
+
+def test_export_ocsf_for_a_siem(upstream: UpstreamDB, tmp_path: Path) -> None:
+    """`audit export --format ocsf`: a real session's statements come out as OCSF Datastore Activity events with
+    the text as recorded (literals redacted), the policy's refusal as a denied action, a refused login as an
+    Authentication failure; no literal and no token is in the output."""
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    literal = unique("hunter2")
+    rule = {"name": "no-deletes-here", "action": "deny", "when": {"kinds": ["delete"]}}
+    bad_token = unique("eyJnot-a-token")
+    with run_gateway(tmp_path / "gw", upstream, store_url=url, extra={"rules": [rule]}) as gw:
+        token = gw.token("ann", "dba")
+        with psycopg.connect(gw.dsn("ann", token), autocommit=True) as conn:
+            conn.execute(f"select '{literal}' as secret, 42")
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match="no-deletes-here"):
+                conn.execute(f"delete from customers where email = '{literal}@example.com'")
+        with pytest.raises(psycopg.OperationalError):
+            psycopg.connect(gw.dsn("mallory", bad_token)).close()
+        cfg = gw.config_path
+    res = subprocess.run([*WARDGATE, "audit", "export", "-c", str(cfg), "--store", url, "--format", "ocsf"],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert literal not in res.stdout and token not in res.stdout and bad_token not in res.stdout
+    events = [json.loads(line) for line in res.stdout.splitlines()]
+    assert res.stderr.strip().endswith(f"exported {len(events)} records")
+    for e in events:
+        missing = OCSF_REQUIRED | OCSF_CLASS_REQUIRED.get(e["class_uid"], set())
+        assert missing - set(e) == set(), e
+        assert e["metadata"]["version"] == "1.3.0" and e["type_uid"] == e["class_uid"] * 100 + e["activity_id"]
+        assert None not in _leaves(e), e  # an attribute without a value is left out, never null
+    assert [e["time"] for e in events] == sorted(e["time"] for e in events)
+    statements = [e for e in events if e["metadata"]["event_code"] == "statement"]
+    assert all(e["class_uid"] == 6005 and e["database"]["name"] == "app" for e in statements)
+    select = next(e for e in statements if e["unmapped"]["kind"] == "select")
+    assert select["query_info"]["query_string"] == "select $1 as secret, $2"
+    assert (select["activity_name"], select["status_id"], select["action_id"]) == ("Query", 1, 1)
+    assert select["actor"]["user"] == {"name": "ann", "groups": [{"name": "dba"}]}
+    assert select["src_endpoint"]["ip"] == "127.0.0.1"  # from its session's start
+    delete = next(e for e in statements if e["unmapped"]["kind"] == "delete")
+    assert delete["query_info"]["query_string"] == "delete from customers where email = $1"
+    assert (delete["activity_name"], delete["status_id"], delete["action_id"], delete["disposition"]) == \
+        ("Delete", 2, 2, "Blocked")
+    assert (delete["status_code"], delete["unmapped"]["rule"]) == ("42501", "no-deletes-here")
+    start = next(e for e in events if e["metadata"]["event_code"] == "session_start")
+    assert (start["type_uid"], start["actor"]["session"]["uid"]) == (600503, select["actor"]["session"]["uid"])
+    end = next(e for e in events if e["metadata"]["event_code"] == "session_end")
+    assert (end["type_uid"], end["activity_name"]) == (600599, "Disconnect")
+    refused = next(e for e in events if e["metadata"]["event_code"] == "auth_failed")
+    assert (refused["type_uid"], refused["status_id"], refused["user"]["name"]) == (300201, 2, "mallory")
+    assert any(e["type_uid"] == 600203 for e in events)  # the gateway's start (config_loaded)

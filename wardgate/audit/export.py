@@ -102,11 +102,20 @@ def _session_of(store: Store, session_id: str, cache: dict[str, tuple[str, str, 
 
 
 def write(out: IO[str], fmt: str, rows: Iterator[dict[str, Any]]) -> int:
-    """Write ``rows`` as JSON lines or CSV (one header, the COLUMNS); returns how many."""
+    """Write ``rows`` as JSON lines, OCSF events as JSON lines (``ocsf``, one event per record: audit/ocsf.py), or
+    CSV (one header, the COLUMNS); returns how many. Each row is written as it comes: nothing is collected."""
     n = 0
     if fmt == "jsonl":
         for rec in rows:
             out.write(json.dumps({k: v for k, v in rec.items() if v is not None}, sort_keys=True, default=str))
+            out.write("\n")
+            n += 1
+        return n
+    if fmt == "ocsf":
+        from .ocsf import events
+
+        for event in events(rows):
+            out.write(json.dumps(event, sort_keys=True))
             out.write("\n")
             n += 1
         return n
