@@ -18,13 +18,22 @@ def _desc(*cols: tuple[str, int, int]) -> bytes:
     return encode.row_description([Field(n, 0, 0, t, -1, -1, f) for n, t, f in cols])
 
 
+def test_small_runs_are_kept_whole() -> None:
+    run = encode.data_row([b"1"]) + encode.data_row([b"2"])
+    kept = Kept(None)
+    kept.take(run, 2, limit=10, value_bytes=256)
+    assert kept.runs == [run] and kept.rows == 2  # by reference: nothing read
+    kept.take(run, 2, limit=3, value_bytes=256)  # one more row fits: that one is read off the run
+    assert kept.rows == 3 and json.loads(stored(kept.journaled(4)) or "")["rows"] == [["1"], ["2"], ["1"]]
+
+
 def test_take_keeps_the_first_rows_and_cuts_long_values() -> None:
     run = b"".join(encode.data_row([str(i).encode(), b"y" * i, None]) for i in range(1, 9))
     kept = Kept(_desc(("n", 23, 0), ("s", 25, 0), ("z", 25, 0)))
     kept.take(run, 8, limit=3, value_bytes=2)
-    assert kept.rows == [(b"1", b"y", None), (b"2", b"yy", None), (b"3", b"yy", None)] and kept.cut == 1
+    assert kept.rows == 3 and kept.cut == 1
     kept.take(run, 8, limit=3, value_bytes=2)  # full: a later run adds nothing
-    assert len(kept.rows) == 3
+    assert kept.rows == 3
     doc = json.loads(stored(kept.journaled(8)) or "")
     assert doc == {"columns": [{"name": "n", "type": 23, "format": 0}, {"name": "s", "type": 25, "format": 0},
                                {"name": "z", "type": 25, "format": 0}],
@@ -38,25 +47,25 @@ def test_binary_values_decode_as_psql_prints_them() -> None:
     row = (struct.pack("!h", -2), struct.pack("!i", 40), struct.pack("!q", 2**40), struct.pack("!d", 0.25),
            b"\x01", "zoë".encode(), u.bytes, struct.pack("!i", 366), struct.pack("!q", 86_400_000_000 + 1),
            struct.pack("!q", 0), b"\x01{\"a\": 1}", b"\x00\x01")
-    doc = json.loads(stored((_desc(*cols), (row,), 0, 1)) or "")
+    doc = json.loads(stored((_desc(*cols), encode.data_row(row), 1, 0, 1)) or "")
     assert doc["rows"][0] == ["-2", "40", str(2**40), "0.25", "t", "zoë", str(u), "2001-01-01",
                               "2000-01-02 00:00:00.000001", "2000-01-01 00:00:00+00:00", '{"a": 1}', "\\x0001"]
 
 
 def test_a_value_that_does_not_fit_its_type_is_shown_as_hex() -> None:
-    doc = json.loads(stored((_desc(("i4", 23, 1)), ((b"\x01\x02",),), 0, 1)) or "")
+    doc = json.loads(stored((_desc(("i4", 23, 1)), encode.data_row([b"\x01\x02"]), 1, 0, 1)) or "")
     assert doc["rows"] == [["\\x0102"]]
 
 
 def test_without_a_description_columns_are_unnamed_and_values_read_as_text_or_hex() -> None:
-    doc = json.loads(stored((None, ((b"plain", b"\x00\x01"),), 0, -1)) or "")
+    doc = json.loads(stored((None, encode.data_row([b"plain", b"\x00\x01"]), 1, 0, -1)) or "")
     assert [c["name"] for c in doc["columns"]] == ["?column1?", "?column2?"]
     assert doc["rows"] == [["plain", "\\x0001"]] and "total" not in doc
 
 
 def test_prepare_swaps_the_journaled_sample_for_its_json() -> None:
     width = len(INSERT_COLUMNS["statements"])
-    values = (*[None] * (width - 1), (None, ((b"a",),), 0, 1))
+    values = (*[None] * (width - 1), (None, encode.data_row([b"a"]), 1, 0, 1))
     other = Write("events", {"kind": "x"})
     writes = prepare([Write("statements", values), other])
     assert json.loads(writes[0].values[-1])["rows"] == [["a"]] and writes[1] is other  # type: ignore[index]

@@ -17,42 +17,53 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ..protocols.postgres import decode
+from ..protocols.postgres import decode, encode
 from ..protocols.postgres.framing import ProtocolViolation
 from ..store.db import INSERT_COLUMNS, Write
 
-# A journaled sample: (RowDescription frame or None, rows of raw values, values cut, rows the result had).
-Journaled = tuple[bytes | None, tuple[tuple[bytes | None, ...], ...], int, int]
+# A journaled sample: (RowDescription frame or None, DataRow messages, rows in them, values cut, rows the result had).
+Journaled = tuple[bytes | None, bytes, int, int, int]
 
 
 @dataclass(slots=True)
 class Kept:
-    """The sample a statement is collecting while its rows go by."""
+    """The sample a statement is collecting while its rows go by: the first DataRow messages as sent."""
 
     description: bytes | None  # the RowDescription the client was sent (None: it never asked for one)
-    rows: list[tuple[bytes | None, ...]] = field(default_factory=list)
+    runs: list[bytes] = field(default_factory=list)  # DataRow messages, whole, no value longer than the bound
+    rows: int = 0
     cut: int = 0  # values longer than the bound, kept cut
 
     def take(self, run: bytes, count: int, limit: int, value_bytes: int) -> None:
-        """Keep the first rows of ``run`` (``count`` DataRows, already masked) until ``limit`` are kept."""
-        room = limit - len(self.rows)
+        """Keep the first rows of ``run`` (``count`` DataRows, already masked) until ``limit`` are kept.
+
+        A message no longer than ``value_bytes`` cannot hold a longer value, so such rows are kept as they are,
+        by reference (a run of them in one piece); only a longer row is read, and re-encoded with its long
+        values cut."""
+        room = limit - self.rows
+        if count <= room and len(run) <= value_bytes:
+            self.runs.append(run)
+            self.rows += count
+            return
         pos = 0
         for _ in range(min(room, count)):
-            spans, end = decode.data_row_spans(run, pos)
-            row: list[bytes | None] = []
-            for s in spans:
-                if s is None:
-                    row.append(None)
-                elif s[1] - s[0] > value_bytes:
-                    row.append(run[s[0] : s[0] + value_bytes])
-                    self.cut += 1
-                else:
-                    row.append(run[s[0] : s[1]])
-            self.rows.append(tuple(row))
+            end = pos + 1 + int.from_bytes(run[pos + 1 : pos + 5])
+            if end - pos <= value_bytes:
+                self.runs.append(run[pos:end])
+            else:
+                values = []
+                for v in decode.data_row(run[pos:end]):
+                    if v is not None and len(v) > value_bytes:
+                        v = v[:value_bytes]  # noqa: PLW2901
+                        self.cut += 1
+                    values.append(v)
+                self.runs.append(encode.data_row(values))
+            self.rows += 1
             pos = end
 
     def journaled(self, total_rows: int | None) -> Journaled:
-        return self.description, tuple(self.rows), self.cut, total_rows if total_rows is not None else -1
+        return (self.description, b"".join(self.runs), self.rows, self.cut,
+                total_rows if total_rows is not None else -1)
 
 
 # --- the shipper's side: wire values to text ------------------------------------------------------------------
@@ -99,40 +110,73 @@ def _unknown(raw: bytes) -> str:
     return text if text.isprintable() else "\\x" + raw.hex()
 
 
-def stored(value: Journaled | None) -> str | None:
-    """The JSON the store keeps for a journaled sample: columns (name, type OID, format) and rows of text."""
-    if value is None:
-        return None
-    description, rows, cut, total = value
-    columns: list[dict[str, Any]] = []
+_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode  # built once: json.dumps with
+# options builds an encoder per call, which was a third of a sample's cost
+_Columns = tuple[str, tuple[tuple[int, int], ...]]  # the columns' JSON, and each column's (type OID, format)
+_columns_cache: dict[bytes | None, _Columns] = {}
+
+
+def _columns(description: bytes | None) -> _Columns:
+    """A description's columns, decoded once: a workload repeats the same few results."""
+    cached = _columns_cache.get(description)
+    if cached is not None:
+        return cached
+    fields: tuple[Any, ...] = ()
     if description is not None:
         try:
             fields = decode.row_description(description)
         except ProtocolViolation:  # a description the codec refuses still leaves the rows readable
             fields = ()
-        columns = [{"name": f.name, "type": f.type_oid, "format": f.format} for f in fields]
-    width = max((len(r) for r in rows), default=len(columns))
-    if len(columns) != width:
-        columns = [{"name": f"?column{i + 1}?", "type": 0, "format": -1} for i in range(width)]
+    doc = [{"name": f.name, "type": f.type_oid, "format": f.format} for f in fields]
+    cached = (json.dumps(doc, separators=(",", ":"), ensure_ascii=False),
+              tuple((f.type_oid, f.format) for f in fields))
+    if len(_columns_cache) >= 1024:
+        _columns_cache.clear()
+    _columns_cache[description] = cached
+    return cached
+
+
+def _rows(data: bytes) -> list[tuple[bytes | None, ...]]:
+    rows = []
+    pos = 0
+    try:
+        while pos < len(data):
+            spans, end = decode.data_row_spans(data, pos)
+            rows.append(tuple(None if sp is None else data[sp[0] : sp[1]] for sp in spans))
+            pos = end
+    except ProtocolViolation:  # relayed as it came; what cannot be read is not shown
+        pass
+    return rows
+
+
+def stored(value: Journaled | None) -> str | None:
+    """The JSON the store keeps for a journaled sample: ``columns`` [{name, type, format}], ``rows`` of text,
+    ``total`` rows of the result and ``cut`` values shortened (when known and not zero)."""
+    if value is None:
+        return None
+    description, data, _, cut, total = value
+    columns_json, kinds = _columns(description)
+    rows = _rows(data)
+    width = len(rows[0]) if rows else len(kinds)
+    if len(kinds) != width:  # no description (or not this result's): unnamed columns, values read as they look
+        kinds = ((0, -1),) * width
+        columns_json = json.dumps([{"name": f"?column{i + 1}?", "type": 0, "format": -1} for i in range(width)],
+                                  separators=(",", ":"))
     out_rows = []
     for row in rows:
         out: list[str | None] = []
-        for col, raw in zip(columns, row, strict=False):
+        for (type_oid, fmt), raw in zip(kinds, row, strict=False):
             if raw is None:
                 out.append(None)
-            elif col["format"] == 0:
+            elif fmt == 0:
                 out.append(raw.decode("utf-8", "replace"))
-            elif col["format"] == 1:
-                out.append(_binary(col["type"], raw))
+            elif fmt == 1:
+                out.append(_binary(type_oid, raw))
             else:
                 out.append(_unknown(raw))
         out_rows.append(out)
-    doc: dict[str, Any] = {"columns": columns, "rows": out_rows}
-    if total >= 0:
-        doc["total"] = total
-    if cut:
-        doc["cut"] = cut
-    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
+    tail = (f',"total":{total}' if total >= 0 else "") + (f',"cut":{cut}' if cut else "")
+    return '{"columns":' + columns_json + ',"rows":' + _encode(out_rows) + tail + "}"
 
 
 def prepare(writes: list[Write]) -> list[Write]:

@@ -1038,7 +1038,7 @@ class ClientConnection(_Endpoint):
             extended = head.protocol == "extended"
             described = self.portal_rows.get(head.portal or "") if extended else self.row_description
             kept = head.kept = Kept(described)
-        if len(kept.rows) < self.keep_rows:
+        if kept.rows < self.keep_rows:
             kept.take(run, count, self.keep_rows, self.keep_bytes)
 
     def _keep_columns(self, rec: StatementRecord) -> None:
