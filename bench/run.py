@@ -164,8 +164,10 @@ def drop_database(db: str, role: str) -> None:
 
 def start_wardgate(work: Path, db: str, role: str, name: str = "wardgate",
                    policy: dict[str, object] | None = None,
-                   extra: dict[str, object] | None = None) -> tuple[subprocess.Popen[bytes], Target]:
-    """A wardgate process in ``work``; ``extra`` holds more top-level config keys (e.g. ``masking``)."""
+                   extra: dict[str, object] | None = None,
+                   launcher: list[str] | None = None) -> tuple[subprocess.Popen[bytes], Target]:
+    """A wardgate process in ``work``; ``extra`` holds more top-level config keys (e.g. ``masking``); ``launcher``
+    replaces ``python -m wardgate.cli`` for the serving process (bench/no_audit.py)."""
     port = free_port()
     cfg = work / "wardgate.yaml"
     cfg.write_text(json.dumps({
@@ -178,7 +180,7 @@ def start_wardgate(work: Path, db: str, role: str, name: str = "wardgate",
     }))
     wardgate = [sys.executable, "-m", "wardgate.cli"]
     log = open(work / "wardgate.log", "wb")  # noqa: SIM115 - lives as long as the process
-    proc = subprocess.Popen([*wardgate, "serve", "-c", str(cfg), "--log-level", "warning"], stdout=log,
+    proc = subprocess.Popen([*(launcher or wardgate), "serve", "-c", str(cfg), "--log-level", "warning"], stdout=log,
                             stderr=subprocess.STDOUT)
     wait_port(port)
     token = subprocess.run([*wardgate, "token", "create", "-c", str(cfg), "--user", "bench", "--ttl", "2h"],
@@ -233,6 +235,11 @@ def main() -> None:
     ap.add_argument("--only", help="run only the workloads whose name contains this text (e.g. 'select-only')")
     ap.add_argument("--policy-off", action="store_true",
                     help="also run a wardgate without the default rule pack, to measure what the pack costs")
+    ap.add_argument("--audit-off", action="store_true",
+                    help="also run a wardgate whose audit journal and shipper are switched off (bench/no_audit.py), "
+                         "to measure what the audit costs")
+    ap.add_argument("--replay-off", action="store_true",
+                    help="also run a wardgate that keeps no result samples (audit.replay.rows: 0)")
     args = ap.parse_args()
     workloads = [w for w in WORKLOADS if not args.only or args.only in w.name]
     if not workloads:
@@ -259,6 +266,18 @@ def main() -> None:
                                          {"builtin": False, "unparsed": "allow"})
             procs.append(np_proc)
             targets.append(np)
+        if args.audit_off:
+            (work / "wardgate-noaudit").mkdir()
+            na_proc, na = start_wardgate(work / "wardgate-noaudit", db, role, "wardgate, audit off",
+                                         launcher=[sys.executable, str(ROOT / "bench" / "no_audit.py")])
+            procs.append(na_proc)
+            targets.append(na)
+        if args.replay_off:
+            (work / "wardgate-noreplay").mkdir()
+            nr_proc, nr = start_wardgate(work / "wardgate-noreplay", db, role, "wardgate, no samples",
+                                         extra={"audit": {"replay": {"rows": 0}}})
+            procs.append(nr_proc)
+            targets.append(nr)
         results = run_interleaved(targets, workloads, args.reps, args.seconds, work)
         report(results, workloads, args)
     finally:
@@ -288,6 +307,10 @@ def report(
         names = ["direct", "pgbouncer", "framing relay", "wardgate"]
         if args.policy_off:
             names.append("wardgate, no rules")
+        if args.audit_off:
+            names.append("wardgate, audit off")
+        if args.replay_off:
+            names.append("wardgate, no samples")
         for t in names:
             tps = med(w.name, t, "tps")
             lat = med(w.name, t, "latency_ms")
