@@ -15,6 +15,7 @@ from .cli_accounts import service_account
 from .cli_audit import audit_export, audit_prune, audit_public_key, audit_verify
 from .cli_common import _json, _load, _store, _table, _ts, config_options
 from .cli_connect import connect
+from .cli_evidence import evidence
 from .cli_exec import exec_
 from .cli_login import login, logout, whoami
 from .cli_replay import sessions_replay
@@ -37,6 +38,7 @@ main.add_command(login)
 main.add_command(logout)
 main.add_command(whoami)
 main.add_command(connect)
+main.add_command(evidence)
 
 
 @main.command()
