@@ -102,6 +102,7 @@ statements = Table(
     Column("masked", Text),  # JSON list of {rule, column, detector, values}: what was masked in the results
     Column("result_sample", Text),  # JSON: the result's first rows as the client received them (audit/samples.py)
     Index("ix_statements_session_seq", "session_id", "seq", unique=True),
+    Index("ix_statements_started_at", "started_at"),
 )
 
 events = Table(
