@@ -16,9 +16,12 @@ import asyncpg
 import psycopg
 import pytest
 
-from tests.conftest import Gateway, UpstreamDB, recorded, run_gateway, unique
+from tests.conftest import Gateway, UpstreamDB, flush_wait, recorded, run_gateway, unique
+from wardgate.store.reviews import ReviewStore
 
 EMAIL = "ada.replay@example.com"
+RULES = [{"name": "people-update-review", "action": "review", "when": {"kinds": ["update"], "tables": ["r_people"]},
+          "review": {"approvers": ["sre"], "expires_after": "60s"}}]
 MASKING = {"rules": [{"name": "pii", "columns": ["r_people.email"], "detect": ["email"], "style": "partial"}]}
 
 
@@ -33,7 +36,7 @@ def gw(upstream: UpstreamDB, tmp_path_factory: pytest.TempPathFactory) -> Iterat
                      "i % 2 = 0, repeat('x', 100) FROM generate_series(1, 10) i")
         conn.execute("UPDATE r_people SET email = %s WHERE id = 1", (EMAIL,))
     extra = {"masking": MASKING, "audit": {"replay": {"rows": 3, "value_bytes": 32}},
-             "policy": {"exempt_groups": []}}
+             "policy": {"exempt_groups": []}, "rules": RULES}
     with run_gateway(tmp_path_factory.mktemp("replay"), upstream, extra=extra) as g:
         yield g
 
@@ -124,3 +127,33 @@ def test_psql_session_replayed_as_asciicast(gw: Gateway, tmp_path: Path) -> None
 def test_replay_refuses_unknown_session(gw: Gateway) -> None:
     res = gw.cli("sessions", "replay", "ffffffff-nope", check=False)
     assert res.returncode == 1 and "no single session matches" in res.stderr
+
+
+def test_a_reviewed_statement_replays_with_its_approval(gw: Gateway) -> None:
+    user, reviewer = unique("rpr"), unique("sre")
+    proc = subprocess.Popen(["psql", "-X", "-v", "ON_ERROR_STOP=1", "-d", gw.dsn(user, gw.token(user)), "-c",
+                             "UPDATE r_people SET score = 2 WHERE id = 9"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        rs = ReviewStore(gw.store())
+        pending = flush_wait(lambda: next((r for r in rs.list("pending") if r.requester == user), None), 15)
+        assert pending is not None
+        res = gw.cli("reviews", "approve", pending.id, "--token", gw.token(reviewer, "sre"), "--reason", "ticket 7")
+        assert "approved" in res.stdout
+        out, err = proc.communicate(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0 and out.strip() == "UPDATE 1", err
+    session, _ = recorded(gw, user)
+    text = gw.cli("sessions", "replay", session["id"], "--speed", "0").stdout
+    lines = text.splitlines()
+    expected = [f"{user}@app> UPDATE r_people SET score = $1 WHERE id = $2",
+                f"HELD for review {pending.id} (rule people-update-review): waiting for sre",
+                f"{reviewer} voted to approve review {pending.id}: ticket 7",
+                f"review {pending.id} approved by {reviewer}",
+                f"review {pending.id}: the approved statement runs",
+                f"reviewed (rule people-update-review): review {pending.id} approved by {reviewer}"]
+    at = [next(i for i, line in enumerate(lines) if line.startswith(e)) for e in expected]
+    assert at == sorted(at), text  # in the order they happened
+    assert "UPDATE 1" in lines[at[-1] + 1]
