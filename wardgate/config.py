@@ -364,6 +364,123 @@ class ReplayConfig(_Model):
     value_bytes: int = Field(default=256, ge=16, le=65536)  # each kept value cut to this many bytes
 
 
+SyslogFacility = Literal["kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron",
+                         "authpriv", "ftp", "ntp", "audit", "alert", "clock", "local0", "local1", "local2",
+                         "local3", "local4", "local5", "local6", "local7"]
+SINK_TYPES = ("file", "syslog", "webhook")
+
+
+class _SinkBase(_Model):
+    """What every live audit sink has (docs/audit.md, Live sinks): a name for logs and loss events, and a bound on
+    the records it may hold while its receiver is slow or gone, so a dead receiver costs memory, not the store."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.:-]{0,62}$")
+    max_backlog: int = Field(default=10_000, ge=1, le=10_000_000)  # records queued; beyond it they are dropped
+
+
+class FileSinkConfig(_SinkBase):
+    """JSON lines in a file the gateway rotates itself by size: PATH, PATH.1 (newest) ... PATH.keep."""
+
+    type: Literal["file"]
+    path: Path
+    max_bytes: int = Field(default=100 << 20, ge=1024, le=1 << 40)
+    keep: int = Field(default=5, ge=0, le=1000)  # rotated files kept; 0: the full file is simply started over
+    fsync: bool = False  # flush each batch to the disk (survives a machine crash, costs a disk flush per batch)
+
+    @field_validator("path", mode="before")
+    @classmethod
+    def _p(cls, v: object, info: ValidationInfo) -> Path | None:
+        return _path(v, info)
+
+
+class SyslogSinkConfig(_SinkBase):
+    """RFC 5424 messages over UDP (RFC 5426) or TCP with octet counting (RFC 6587)."""
+
+    type: Literal["syslog"]
+    host: str = Field(min_length=1)
+    port: int = Field(default=514, ge=1, le=65535)
+    protocol: Literal["udp", "tcp"] = "udp"
+    facility: SyslogFacility = "local0"
+    app_name: str = Field(default="wardgate", pattern=r"^[!-~]{1,48}$")  # RFC 5424: printable ASCII, at most 48
+    max_message: int = Field(default=8192, ge=480, le=1 << 20)  # bytes per message; long fields are cut to fit
+    timeout: Duration = 5.0  # TCP connect and send
+
+    @model_validator(mode="after")
+    def _datagram(self) -> SyslogSinkConfig:
+        if self.protocol == "udp" and self.max_message > 65507:
+            raise ValueError("max_message: a UDP datagram carries at most 65507 bytes")
+        return self
+
+
+class WebhookSinkConfig(_SinkBase):
+    """Batches of records POSTed as a JSON array, signed with HMAC-SHA256, retried with exponential backoff."""
+
+    type: Literal["webhook"]
+    url: str
+    secret: SecretRef  # HMAC-SHA256 key of X-Wardgate-Signature; env:NAME or file:PATH, at least 16 bytes
+    authorization: SecretRef | None = None  # sent as the Authorization header (e.g. "Splunk TOKEN"), if given
+    batch_size: int = Field(default=100, ge=1, le=10_000)
+    flush_interval: Duration = 1.0  # a partial batch is sent this long after its first record arrived
+    timeout: Duration = 10.0
+    retries: int = Field(default=5, ge=0, le=100)  # then the batch is counted lost
+    backoff: Duration = 1.0  # the first retry's delay; each next one doubles, up to a minute
+    ca_file: Path | None = None  # trust for the receiver's HTTPS; default: the system store
+
+    @field_validator("secret", "authorization", mode="before")
+    @classmethod
+    def _secret(cls, v: object, info: ValidationInfo) -> SecretRef | None:
+        if v is None:
+            return None
+        ref = _resolve_secret(v, _base(info))
+        if ref.ref.startswith("file:") and not Path(ref.ref[5:]).expanduser().is_absolute():
+            # The shipper process validates these settings again from the gateway's copy, in another working
+            # directory: a relative file reference is kept as the absolute path it was read from.
+            ref = SecretRef(ref="file:" + str((_base(info) / Path(ref.ref[5:]).expanduser()).resolve()),
+                            value=ref.value)
+        return ref
+
+    @field_validator("secret")
+    @classmethod
+    def _long_enough(cls, v: SecretRef) -> SecretRef:
+        if len(v.value.encode()) < 16:
+            raise ValueError("the webhook secret must be at least 16 bytes")
+        return v
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        parts = urlsplit(v)
+        if parts.username is not None or parts.password is not None:
+            raise ValueError("the URL must not hold credentials (it is recorded with the configuration): use "
+                             "authorization: env:NAME")
+        if parts.scheme == "http" and _loopback(parts.hostname or ""):
+            return v
+        if parts.scheme != "https" or not parts.hostname:
+            raise ValueError("the URL must be https:// (http only for a loopback host)")
+        return v
+
+    @field_validator("ca_file", mode="before")
+    @classmethod
+    def _ca(cls, v: object, info: ValidationInfo) -> Path | None:
+        p = _path(v, info)
+        if p is not None and not p.is_file():
+            raise ValueError(f"file {p} does not exist")
+        return p
+
+
+SinkConfig = Annotated[FileSinkConfig | SyslogSinkConfig | WebhookSinkConfig, Field(discriminator="type")]
+
+
+def _sink_types(v: object) -> object:
+    """A clear word for a sink without a known type, instead of the union's own message."""
+    if isinstance(v, list):
+        for i, s in enumerate(v):
+            if isinstance(s, dict) and s.get("type") not in SINK_TYPES:
+                what = "needs a type" if "type" not in s else f"has an unknown type {s['type']!r}"
+                raise ValueError(f"sink {i} {what}: one of {', '.join(SINK_TYPES)}")
+    return v
+
+
 class AuditConfig(_Model):
     """The audit journal (records durable before a client is answered) and the hash chain's signed checkpoints."""
 
@@ -373,11 +490,33 @@ class AuditConfig(_Model):
     checkpoint_interval: Duration = 10.0  # ...or after this long when it has moved
     retention: Duration | None = None  # audit older than this is pruned (hourly by the gateway; `audit prune`)
     replay: ReplayConfig = Field(default_factory=ReplayConfig)
+    sinks: list[SinkConfig] = Field(default_factory=list)  # live copies of the audit (docs/audit.md, Live sinks)
 
     @field_validator("key_file", mode="before")
     @classmethod
     def _p(cls, v: object, info: ValidationInfo) -> Path | None:
         return _path(v, info)
+
+    @field_validator("sinks", mode="before")
+    @classmethod
+    def _sinks_typed(cls, v: object) -> object:
+        return _sink_types(v)
+
+    @field_validator("sinks")
+    @classmethod
+    def _sinks_distinct(cls, v: list[FileSinkConfig | SyslogSinkConfig | WebhookSinkConfig]
+                        ) -> list[FileSinkConfig | SyslogSinkConfig | WebhookSinkConfig]:
+        seen: set[str] = set()
+        paths: set[Path] = set()
+        for s in v:
+            if s.name in seen:
+                raise ValueError(f"sink names must be distinct: {s.name!r} is used twice")
+            seen.add(s.name)
+            if isinstance(s, FileSinkConfig):
+                if s.path in paths:
+                    raise ValueError(f"two file sinks write {s.path}: each needs a file of its own")
+                paths.add(s.path)
+        return v
 
 
 class LimitsConfig(_Model):

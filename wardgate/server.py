@@ -69,9 +69,14 @@ async def serve(config: Config, store: Store) -> None:
     replay_journals(store, journal_dir, lambda: Checkpointer(store, signer, config.audit.checkpoint_every,
                                                                config.audit.checkpoint_interval))
     journal = Journal(journal_dir, journal_name(pipeline_id), fsync=config.audit.fsync)
-    recorder = Recorder(store, journal, shipper_args=[
+    shipper_args = [
         "--audit-key", str(config.audit_key_file()), "--checkpoint-every", str(config.audit.checkpoint_every),
-        "--checkpoint-interval", str(config.audit.checkpoint_interval)])
+        "--checkpoint-interval", str(config.audit.checkpoint_interval)]
+    if config.audit.sinks:  # the shipper feeds them; secrets go as references, read again over there
+        from .audit.sinks import sinks_argument
+
+        shipper_args += ["--sinks", sinks_argument(config.audit.sinks)]
+    recorder = Recorder(store, journal, shipper_args=shipper_args)
     pipeline = Pipeline(config, recorder, auths, pipeline_id)
     record_config(store, pipeline, config)
     frontend = PostgresFrontend(config, pipeline, ssl_ctx)

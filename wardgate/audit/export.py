@@ -13,7 +13,7 @@ import csv
 import heapq
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import IO, Any
 
@@ -43,6 +43,41 @@ def _stream(store: Store, table: Any, time_col: Any, since: datetime | None, unt
         yield from (r._mapping for r in conn.execute(q.execution_options(yield_per=2000)))
 
 
+# One row (or the journaled write it came from) -> one record, without its time. Shared with the live sinks
+# (audit/sinks/records.py), so a record streamed live and the same record exported later are the same mapping.
+
+Who = tuple[str, str, str, str | None]  # a session's user, connection, groups (JSON), issuer
+
+
+def session_start_record(r: Mapping[str, Any]) -> dict[str, Any]:
+    return {"type": "session_start", "user": r["user"], "connection": r["connection"], "session_id": r["id"],
+            "groups": r["groups"], "auth_method": r["auth_method"], "issuer": r["issuer"],
+            "client_addr": r["client_addr"], "application_name": r["application_name"]}
+
+
+def session_end_record(r: Mapping[str, Any]) -> dict[str, Any]:
+    return {"type": "session_end", "user": r["user"], "connection": r["connection"], "session_id": r["id"],
+            "end_reason": r["end_reason"],
+            "detail": json.dumps({"bytes_from_client": r["bytes_from_client"],
+                                  "bytes_to_client": r["bytes_to_client"]})}
+
+
+def statement_record(r: Mapping[str, Any], who: Who) -> dict[str, Any]:
+    """A statement carries the identity (user, groups, issuer) its decision was made for: its session's."""
+    user, conn, groups, issuer = who
+    return {"type": "statement", "user": user, "connection": conn, "session_id": r["session_id"],
+            "groups": groups, "issuer": issuer,
+            "seq": r["seq"], "kind": r["kind"], "statement": r["text"], "status": r["status"],
+            "decision": r["decision"], "rule": r["rule"], "reason": r["reason"], "sqlstate": r["sqlstate"],
+            "error_message": r["error_message"], "rows": r["row_count"], "duration_ms": r["duration_ms"],
+            "masked": r["masked"]}
+
+
+def event_record(r: Mapping[str, Any]) -> dict[str, Any]:
+    return {"type": r["kind"], "user": r["subject"], "connection": r["connection"],
+            "session_id": r["session_id"], "client_addr": r["client_addr"], "detail": r["detail"]}
+
+
 def records(store: Store, since: datetime | None, until: datetime | None) -> Iterator[dict[str, Any]]:
     """Every audit record in [since, until), in time order."""
     s, st, ev = schema.sessions, schema.statements, schema.events
@@ -53,37 +88,22 @@ def records(store: Store, since: datetime | None, until: datetime | None) -> Ite
     def starts() -> Iterator[tuple[str, int, dict[str, Any]]]:
         for r in _stream(store, s, s.c.started_at, since, until):
             users[r["id"]] = (r["user"], r["connection"], r["groups"], r["issuer"])
-            yield _iso(r["started_at"]) or "", 0, {
-                "type": "session_start", "user": r["user"], "connection": r["connection"], "session_id": r["id"],
-                "groups": r["groups"], "auth_method": r["auth_method"], "issuer": r["issuer"],
-                "client_addr": r["client_addr"], "application_name": r["application_name"]}
+            yield _iso(r["started_at"]) or "", 0, session_start_record(r)
 
     def ends() -> Iterator[tuple[str, int, dict[str, Any]]]:
         for r in _stream(store, s, s.c.ended_at, since, until):
             if r["ended_at"] is None:
                 continue
-            yield _iso(r["ended_at"]) or "", 2, {
-                "type": "session_end", "user": r["user"], "connection": r["connection"], "session_id": r["id"],
-                "end_reason": r["end_reason"],
-                "detail": json.dumps({"bytes_from_client": r["bytes_from_client"],
-                                      "bytes_to_client": r["bytes_to_client"]})}
+            yield _iso(r["ended_at"]) or "", 2, session_end_record(r)
 
     def statements() -> Iterator[tuple[str, int, dict[str, Any]]]:
         for r in _stream(store, st, st.c.started_at, since, until):
-            user, conn, groups, issuer = users.get(r["session_id"]) or _session_of(store, r["session_id"], users)
-            yield _iso(r["started_at"]) or "", 1, {
-                "type": "statement", "user": user, "connection": conn, "session_id": r["session_id"],
-                "groups": groups, "issuer": issuer,
-                "seq": r["seq"], "kind": r["kind"], "statement": r["text"], "status": r["status"],
-                "decision": r["decision"], "rule": r["rule"], "reason": r["reason"], "sqlstate": r["sqlstate"],
-                "error_message": r["error_message"], "rows": r["row_count"], "duration_ms": r["duration_ms"],
-                "masked": r["masked"]}
+            who = users.get(r["session_id"]) or _session_of(store, r["session_id"], users)
+            yield _iso(r["started_at"]) or "", 1, statement_record(r, who)
 
     def events() -> Iterator[tuple[str, int, dict[str, Any]]]:
         for r in _stream(store, ev, ev.c.at, since, until):
-            yield _iso(r["at"]) or "", 1, {
-                "type": r["kind"], "user": r["subject"], "connection": r["connection"],
-                "session_id": r["session_id"], "client_addr": r["client_addr"], "detail": r["detail"]}
+            yield _iso(r["at"]) or "", 1, event_record(r)
 
     # sessions start before their statements: the start stream is drained first at equal times (rank 0)
     for at, _, rec in heapq.merge(starts(), statements(), events(), ends(), key=lambda x: (x[0], x[1])):

@@ -6,22 +6,30 @@ transaction, so every record reaches the store exactly once, whatever crashes an
 the gateway's process keeps the store's cost off the relay's interpreter lock.
 
     python -m wardgate.audit.shipper --journal PATH      (store URL in WARDGATE_SHIPPER_STORE)
+
+It also feeds the live audit sinks (``audit/sinks/``), with records only once they are committed to the store.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import signal
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..store import Store, StoreError
+from ..store.db import Write
 from .journal import JournalCorrupt, decode
 from .samples import prepare
 from .signing import Checkpointer, audit_key
+
+if TYPE_CHECKING:
+    from .sinks import SinkHub
 
 log = logging.getLogger("wardgate.audit.shipper")
 STORE_ENV = "WARDGATE_SHIPPER_STORE"
@@ -31,9 +39,10 @@ class Shipper:
     """Ships one journal file from the offset the store last committed for it."""
 
     def __init__(self, store: Store, path: Path, batch_size: int = 5000,
-                 checkpointer: Checkpointer | None = None) -> None:
+                 checkpointer: Checkpointer | None = None, sinks: SinkHub | None = None) -> None:
         self.store = store
         self.checkpointer = checkpointer
+        self.sinks = sinks
         self.path = path
         self.name = path.name
         self.batch_size = batch_size
@@ -57,9 +66,40 @@ class Shipper:
             head = self.store.write(writes, (self.name, self.offset + consumed), chain=self.name)
             if self.checkpointer is not None:
                 self.checkpointer.moved(head)
+            if self.sinks is not None:
+                self.sinks.offer(writes)  # durable now: only committed records reach a sink
             self.offset += consumed
             del self._pending[:consumed]
             shipped += len(writes)
+
+    def report_losses(self, final: bool = False) -> None:
+        """Write the sinks' loss events that are due, on this journal's chain, so a live copy's gaps are in the
+        tamper-evident audit itself. Raises StoreError (the reports stay due)."""
+        if self.sinks is None:
+            return
+        now = time.monotonic()
+        reports = self.sinks.loss_reports(now, final)
+        if not reports:
+            return
+        writes = [Write("events", r.event(time.time())) for r in reports]
+        head = self.store.write(writes, chain=self.name)
+        self.sinks.reported(reports, now)
+        for r in reports:
+            log.warning("audit sink %s has lost %d record(s) so far (%d dropped, %d failed, %d abandoned)",
+                        r.sink, r.counts.lost, r.counts.dropped, r.counts.failed, r.counts.abandoned)
+        if self.checkpointer is not None:
+            self.checkpointer.moved(head)
+        self.sinks.offer(writes)  # the healthy sinks carry the news too
+
+    def stop_sinks(self) -> None:
+        """Drain the sinks (bounded), then record their final losses if the store takes them."""
+        if self.sinks is None:
+            return
+        self.sinks.close()
+        try:
+            self.report_losses(final=True)
+        except StoreError as exc:
+            log.error("the audit sinks' final losses could not be recorded: %s", exc)
 
     def close(self) -> None:
         self._fh.close()
@@ -86,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--checkpoint-interval", type=float, default=10.0)
     ap.add_argument("--parent", type=int, default=None,
                     help="the gateway's pid: the shipper stops when it is no longer its parent")
+    ap.add_argument("--sinks", default=None, help="the live audit sinks' settings (JSON, secrets as references)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     url = os.environ.get(STORE_ENV)
@@ -104,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the gateway decides when we stop
     store = Store(url)
+    hub = None if args.sinks is None else _open_sinks(args.sinks, store, args.journal.name, str(parent))
     shipper: Shipper | None = None
     backoff = 0.2
     failing = False
@@ -114,24 +156,30 @@ def main(argv: list[str] | None = None) -> int:
                 if args.audit_key is not None:
                     checkpointer = Checkpointer(store, audit_key(args.audit_key), args.checkpoint_every,
                                                 args.checkpoint_interval)
-                shipper = Shipper(store, args.journal, checkpointer=checkpointer)
+                shipper = Shipper(store, args.journal, checkpointer=checkpointer, sinks=hub)
             shipped = shipper.ship_available()
+            shipper.report_losses()
             if failing:
                 log.warning("audit store writable again")
             failing, backoff = False, 0.2
         except JournalCorrupt as exc:
             log.error("the audit journal %s is damaged (%s); it is kept for inspection", args.journal, exc)
+            if hub is not None:
+                hub.close()  # what the sinks still hold is counted in the log; the store cannot take more
             return 3
         except StoreError as exc:
             if not failing:
                 log.error("audit store write failed, retrying: %s", exc)
             failing = True
             if stopping or os.getppid() != parent:
+                if hub is not None:
+                    hub.close()
                 return 1  # the journal keeps the rest; the next gateway start ships it
             time.sleep(backoff)
             backoff = min(backoff * 2, 5.0)
             continue
         if stopping or os.getppid() != parent:
+            shipper.stop_sinks()  # before signing: the final loss events are then attested too
             if shipper.checkpointer is not None:
                 shipper.checkpointer.sign()  # the chain's last entries are attested before the process ends
             return 0
@@ -139,6 +187,30 @@ def main(argv: list[str] | None = None) -> int:
             # Caught up: wait for more. Under load this makes each store transaction carry an interval's worth
             # of records instead of the few that arrived while the last one committed.
             time.sleep(args.interval)
+
+
+def _open_sinks(text: str, store: Store, chain: str, procid: str) -> SinkHub | None:
+    """The live sinks, or None when their settings no longer load (a secret file gone, a CA file unreadable):
+    the store's shipping must go on regardless; the failure is logged and recorded as an event."""
+    from .sinks import LOSS_EVENT, SinkHub, parse_sinks
+
+    try:
+        return SinkHub.open(parse_sinks(text), store, procid)
+    except (ValueError, OSError) as exc:  # ssl.SSLError is an OSError
+        problem = str(exc)
+    log.error("the audit sinks could not be started, records go to the store only: %s", problem)
+    try:
+        names = [s.get("name") for s in json.loads(text) if isinstance(s, dict)]
+    except (ValueError, TypeError):
+        names = []
+    detail = {"sinks": names, "error": f"not started: {problem}", "final": False}
+    try:
+        store.write([Write("events", {"at": time.time(), "kind": LOSS_EVENT, "subject": None, "connection": None,
+                                      "client_addr": None, "session_id": None,
+                                      "detail": json.dumps(detail, sort_keys=True)})], chain=chain)
+    except StoreError as exc:
+        log.error("cannot record that the audit sinks did not start: %s", exc)
+    return None
 
 
 if __name__ == "__main__":
