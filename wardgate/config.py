@@ -376,6 +376,7 @@ class _SinkBase(_Model):
 
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.:-]{0,62}$")
     max_backlog: int = Field(default=10_000, ge=1, le=10_000_000)  # records queued; beyond it they are dropped
+    format: Literal["jsonl", "ocsf"] = "jsonl"  # export's JSON line, or its OCSF 1.3.0 event (audit/ocsf.py)
 
 
 class FileSinkConfig(_SinkBase):

@@ -202,8 +202,8 @@ def parse_5424(raw: bytes) -> dict[str, Any]:
 # --- helpers ---------------------------------------------------------------------------------------------------
 
 
-def _export(gw: Gateway) -> list[str]:
-    out = gw.cli("audit", "export", "--format", "jsonl").stdout
+def _export(gw: Gateway, fmt: str = "jsonl") -> list[str]:
+    out = gw.cli("audit", "export", "--format", fmt).stdout
     return [line for line in out.splitlines() if line]
 
 
@@ -256,9 +256,11 @@ def test_every_record_reaches_every_sink(upstream: UpstreamDB, tmp_path: Path, m
     udp, tcp, hook, flaky = receivers
     audit_file = tmp_path / "sinks" / "audit.jsonl"
     short_file = tmp_path / "sinks" / "short.jsonl"
+    ocsf_file = tmp_path / "sinks" / "ocsf.jsonl"
     sinks = [
         {"name": "file", "type": "file", "path": str(audit_file), "max_bytes": 4096, "keep": 100},
         {"name": "short", "type": "file", "path": str(short_file), "max_bytes": 4096, "keep": 1},
+        {"name": "siem-file", "type": "file", "path": str(ocsf_file), "format": "ocsf"},
         {"name": "udp", "type": "syslog", "host": "127.0.0.1", "port": udp.port, "facility": "local3",
          "app_name": "wg-test"},
         {"name": "tcp", "type": "syslog", "host": "127.0.0.1", "port": tcp.port, "protocol": "tcp",
@@ -303,6 +305,11 @@ def test_every_record_reaches_every_sink(upstream: UpstreamDB, tmp_path: Path, m
     assert sorted(p.name for p in short_file.parent.glob("short.jsonl*")) == ["short.jsonl", "short.jsonl.1"]
     short = _file_lines(short_file, 1)
     assert len(short) < len(lines) and lines[-len(short) :] == short
+    # format: ocsf: exactly `audit export --format ocsf`, event for event (the client address included, which
+    # statements take from their session's start)
+    ocsf = _file_lines(ocsf_file, 0)
+    assert Counter(ocsf) == Counter(_export(gw, "ocsf")) and len(ocsf) == len(expected)
+    assert any(json.loads(e)["class_uid"] == 6005 and json.loads(e).get("src_endpoint") for e in ocsf)
 
     # syslog: every record as one RFC 5424 message, MSGID its type, SD its key fields, MSG its JSON line
     for receiver, facility, app in ((udp, 19, "wg-test"), (tcp, 10, "wardgate")):
@@ -331,7 +338,7 @@ def test_every_record_reaches_every_sink(upstream: UpstreamDB, tmp_path: Path, m
     assert len({a["X-Wardgate-Delivery"] for a in flaky.attempts[:4]}) == 1, "the failed batch is retried as is"
     assert "audit sink flaky (webhook) is failing: http://127.0.0.1" in log and "HTTP 503" in log
     assert "audit sink flaky (webhook) delivers again" in log
-    for name in ("file", "short", "udp", "tcp", "hook", "flaky"):
+    for name in ("file", "short", "siem-file", "udp", "tcp", "hook", "flaky"):
         assert re.search(rf"audit sink {name} \(\w+\): \d+ delivered, 0 dropped \(backlog full\), 0 failed, "
                          r"0 abandoned", log), name
 

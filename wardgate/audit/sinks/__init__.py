@@ -18,8 +18,9 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +29,10 @@ from pydantic import TypeAdapter, ValidationError
 from ...config import FileSinkConfig, SinkConfig, SyslogSinkConfig, WebhookSinkConfig
 from ...store import Store, StoreError
 from ...store.db import Write
-from ..export import Who, _session_of
+from ..export import COLUMNS, Who, _session_of
+from ..ocsf import to_ocsf
 from .delivery import Counts, Sink, Transport
-from .records import UNKNOWN, RecordMaker
+from .records import UNKNOWN, RecordMaker, SinkRecord
 
 log = logging.getLogger("wardgate.audit.sinks")
 
@@ -96,6 +98,37 @@ def store_lookup(store: Store) -> Callable[[str], Who]:
     return lookup
 
 
+class OcsfLines:
+    """Records re-lined as OCSF events, for the sinks that want them (their fields stay export's: syslog's
+    structured data and severity read those). Like ``ocsf.events`` over an export, a statement and a session's
+    end take the client address from the session's start; at most ``max_sessions`` open sessions are
+    remembered (oldest first out), so a gateway that runs for months does not grow with every session."""
+
+    def __init__(self, max_sessions: int = 50_000) -> None:
+        self.max_sessions = max_sessions
+        self._addrs: OrderedDict[str, str] = OrderedDict()
+        self._blank = dict.fromkeys(COLUMNS)
+
+    def __call__(self, records: Sequence[SinkRecord]) -> list[SinkRecord]:
+        out = []
+        for rec in records:
+            f = rec.fields
+            session, kind = f.get("session_id"), rec.type
+            if kind == "session_start" and session and f.get("client_addr"):
+                self._addrs[session] = f["client_addr"]
+                if len(self._addrs) > self.max_sessions:
+                    self._addrs.popitem(last=False)
+            addr = self._addrs.get(session) if session and kind in ("statement", "session_end") else None
+            if kind == "session_end" and session:
+                self._addrs.pop(session, None)
+            line = _encode_sorted(to_ocsf({**self._blank, **f}, addr))
+            out.append(replace(rec, line=line))
+        return out
+
+
+_encode_sorted = json.JSONEncoder(sort_keys=True).encode  # what `audit export --format ocsf` writes
+
+
 @dataclass(frozen=True)
 class LossReport:
     sink: str
@@ -118,9 +151,12 @@ class LossReport:
 class SinkHub:
     """Every configured sink, fed by the shipper after each commit."""
 
-    def __init__(self, sinks: list[Sink], make_records: Callable[[Sequence[Write]], Any]) -> None:
+    def __init__(self, sinks: list[Sink], make_records: Callable[[Sequence[Write]], Any],
+                 formats: Sequence[str] = ()) -> None:
         self.sinks = sinks
         self.make_records = make_records
+        self.formats = list(formats) or ["jsonl"] * len(sinks)  # each sink's: export's lines, or OCSF events
+        self._ocsf = OcsfLines() if "ocsf" in self.formats else None
         self.closed = False
         self._reported: dict[str, int] = {}  # sink -> lost count in its last loss event
         self._reported_at: dict[str, float] = {}
@@ -128,7 +164,7 @@ class SinkHub:
     @classmethod
     def open(cls, configs: Sequence[AnySink], store: Store, procid: str) -> SinkHub:
         sinks = [Sink(c.name, c.type, transport(c, procid), c.max_backlog) for c in configs]
-        hub = cls(sinks, RecordMaker(store_lookup(store)))
+        hub = cls(sinks, RecordMaker(store_lookup(store)), [c.format for c in configs])
         for s in sinks:
             s.start()
         log.info("audit sinks: %s", ", ".join(f"{s.name} ({s.kind})" for s in sinks))
@@ -145,8 +181,9 @@ class SinkHub:
                       exc.__class__.__name__, exc)
             return
         if records:
-            for s in self.sinks:
-                s.offer(records)
+            ocsf = self._ocsf(records) if self._ocsf is not None else records
+            for s, fmt in zip(self.sinks, self.formats, strict=True):
+                s.offer(ocsf if fmt == "ocsf" else records)
 
     def loss_reports(self, now: float, final: bool = False) -> list[LossReport]:
         """Loss events due: a sink whose losses grew since its last event, at most one a LOSS_REPORT_EVERY; at
