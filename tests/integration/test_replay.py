@@ -4,6 +4,7 @@ in the terminal and as asciicast v2, from psycopg (text), asyncpg (binary) and p
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import ssl
@@ -17,6 +18,7 @@ import psycopg
 import pytest
 
 from tests.conftest import Gateway, UpstreamDB, flush_wait, recorded, run_gateway, unique
+from wardgate.audit.samples import readable
 from wardgate.store.reviews import ReviewStore
 
 EMAIL = "ada.replay@example.com"
@@ -43,7 +45,7 @@ def gw(upstream: UpstreamDB, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 
 def _sample(stmt: dict[str, Any]) -> dict[str, Any]:
     assert stmt["result_sample"], f"no sample kept for {stmt['text']}"
-    return json.loads(stmt["result_sample"])  # type: ignore[no-any-return]
+    return readable(stmt["result_sample"])
 
 
 def test_text_results_are_kept_masked_and_bounded(gw: Gateway) -> None:
@@ -64,9 +66,14 @@ def test_text_results_are_kept_masked_and_bounded(gw: Gateway) -> None:
     empty = _sample(next(s for s in stmts if "WHERE false" in (s["text"] or "")))
     assert empty["rows"] == [] and [c["name"] for c in empty["columns"]] == ["one"]
     assert next(s for s in stmts if s["kind"] == "drop")["result_sample"] is None
-    # no unmasked value anywhere in the audit store
+    # no unmasked value anywhere in the audit store: not in its file, not in any sample's bytes
     db = Path(gw.store_url.removeprefix("sqlite:///")).read_bytes()
     assert EMAIL.encode() not in db
+    samples = [s["result_sample"] for s in stmts if s["result_sample"]]
+    assert len(samples) == 2
+    for text in samples:
+        doc = json.loads(text)
+        assert EMAIL.encode() not in base64.b64decode(doc["rows"]) and EMAIL not in json.dumps(readable(text))
 
     out = gw.cli("sessions", "replay", sel["session_id"], "--speed", "0").stdout
     assert f"{user}@app> SELECT id, email, note FROM r_people ORDER BY id" in out

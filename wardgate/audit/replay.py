@@ -20,6 +20,7 @@ from sqlalchemy import select
 
 from ..store import Store, schema
 from ..store.db import utc
+from .samples import readable
 
 _WIDE = 48  # a value wider than this is cut in the replay's table (the store keeps up to audit.replay.value_bytes)
 
@@ -108,7 +109,7 @@ def _outcome(s: dict[str, Any], paint: _Paint) -> str:
         lines.append(paint.red(f"{s['status'].upper()}: {s['reason'] or s['error_message'] or ''}".rstrip(": ")))
     elif decision == "review":
         lines.append(paint.yellow(f"reviewed (rule {rule}): {s['reason'] or ''}".rstrip(": ")))
-    sample = json.loads(s["result_sample"]) if s.get("result_sample") else None
+    sample = _sample(s["result_sample"]) if s.get("result_sample") else None
     if sample is not None and sample["columns"]:
         lines.extend(_table(sample, s["row_count"]))
     if s["sqlstate"] and s["status"] == "error":
@@ -119,6 +120,13 @@ def _outcome(s: dict[str, Any], paint: _Paint) -> str:
     if tail and s["status"] not in ("denied", "skipped"):
         lines.append(paint.dim("  " + " · ".join(tail)))
     return "".join(line + "\n" for line in lines)
+
+
+def _sample(text: str) -> dict[str, Any] | None:
+    try:
+        return readable(text)
+    except ValueError:
+        return {"columns": [{"name": "?"}], "rows": [["<a result sample the replay cannot read>"]]}
 
 
 def _masked(masked: str | None) -> str:

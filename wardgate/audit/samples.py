@@ -2,18 +2,19 @@
 
 The gateway keeps a sample after masking, from the very bytes it sends, so a replay shows exactly what the
 client saw and an unmasked value can never reach the audit. Capture is on the relay's hot path, so it does as
-little as it can there: it slices at most ``rows`` rows per statement into tuples of raw values, each cut to
-``value_bytes``, and journals them with the result's RowDescription frame as it came. Turning wire values into
-text (binary formats included) happens in the shipper process, off the relay, where ``stored`` makes the JSON
-the store keeps (and the hash chain covers).
+little as it can there: it keeps at most ``rows`` DataRow messages per statement (a value longer than
+``value_bytes`` cut), and journals them with the result's RowDescription frame as it came. The shipper stores those
+bytes as they are (``stored``: base64 in a small JSON, which the hash chain covers); turning them into text,
+binary formats included, waits until a replay reads them (``readable``).
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import struct
 import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -110,30 +111,18 @@ def _unknown(raw: bytes) -> str:
     return text if text.isprintable() else "\\x" + raw.hex()
 
 
-_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode  # built once: json.dumps with
-# options builds an encoder per call, which was a third of a sample's cost
-_Columns = tuple[str, tuple[tuple[int, int], ...]]  # the columns' JSON, and each column's (type OID, format)
-_columns_cache: dict[bytes | None, _Columns] = {}
+_Columns = tuple[list[dict[str, Any]], tuple[tuple[int, int], ...]]  # columns, and each one's (type OID, format)
 
 
 def _columns(description: bytes | None) -> _Columns:
-    """A description's columns, decoded once: a workload repeats the same few results."""
-    cached = _columns_cache.get(description)
-    if cached is not None:
-        return cached
     fields: tuple[Any, ...] = ()
     if description is not None:
         try:
             fields = decode.row_description(description)
         except ProtocolViolation:  # a description the codec refuses still leaves the rows readable
             fields = ()
-    doc = [{"name": f.name, "type": f.type_oid, "format": f.format} for f in fields]
-    cached = (json.dumps(doc, separators=(",", ":"), ensure_ascii=False),
-              tuple((f.type_oid, f.format) for f in fields))
-    if len(_columns_cache) >= 1024:
-        _columns_cache.clear()
-    _columns_cache[description] = cached
-    return cached
+    return ([{"name": f.name, "type": f.type_oid, "format": f.format} for f in fields],
+            tuple((f.type_oid, f.format) for f in fields))
 
 
 def _rows(data: bytes) -> list[tuple[bytes | None, ...]]:
@@ -149,19 +138,45 @@ def _rows(data: bytes) -> list[tuple[bytes | None, ...]]:
     return rows
 
 
+_b64_descriptions: dict[bytes, str] = {}  # a workload repeats the same few results: each encoded once
+
+
 def stored(value: Journaled | None) -> str | None:
-    """The JSON the store keeps for a journaled sample: ``columns`` [{name, type, format}], ``rows`` of text,
-    ``total`` rows of the result and ``cut`` values shortened (when known and not zero)."""
+    """The text the store keeps for a journaled sample: JSON of the wire bytes as the client received them,
+    base64 (``description``: the RowDescription, ``rows``: the DataRow messages), with ``kept`` rows, the
+    ``total`` the result had and the values ``cut``. Kept as bytes, not as text, because turning them into text
+    cost the shipper more than storing the record; ``readable`` does it when a replay reads it."""
     if value is None:
         return None
-    description, data, _, cut, total = value
-    columns_json, kinds = _columns(description)
+    description, data, kept, cut, total = value
+    head = '{"v":1'
+    if description is not None:
+        b64 = _b64_descriptions.get(description)
+        if b64 is None:
+            if len(_b64_descriptions) >= 1024:
+                _b64_descriptions.clear()
+            b64 = _b64_descriptions[description] = base64.b64encode(description).decode("ascii")
+        head += ',"description":"' + b64 + '"'
+    return (f'{head},"rows":"{base64.b64encode(data).decode("ascii")}","kept":{kept}'
+            + (f',"total":{total}' if total >= 0 else "") + (f',"cut":{cut}' if cut else "") + "}")
+
+
+def readable(text: str) -> dict[str, Any]:
+    """A stored sample as text: ``columns`` [{name, type, format}], ``rows`` of text values (binary formats of
+    the common types decoded as psql prints them, the rest as hex), ``total`` and ``cut`` when known. Raises
+    ValueError when ``text`` is not a stored sample."""
+    try:
+        doc = json.loads(text)
+        description = base64.b64decode(doc["description"], validate=True) if "description" in doc else None
+        data = base64.b64decode(doc["rows"], validate=True)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"not a result sample: {exc}") from None
+    columns, kinds = _columns(description)
     rows = _rows(data)
     width = len(rows[0]) if rows else len(kinds)
     if len(kinds) != width:  # no description (or not this result's): unnamed columns, values read as they look
         kinds = ((0, -1),) * width
-        columns_json = json.dumps([{"name": f"?column{i + 1}?", "type": 0, "format": -1} for i in range(width)],
-                                  separators=(",", ":"))
+        columns = [{"name": f"?column{i + 1}?", "type": 0, "format": -1} for i in range(width)]
     out_rows = []
     for row in rows:
         out: list[str | None] = []
@@ -175,19 +190,21 @@ def stored(value: Journaled | None) -> str | None:
             else:
                 out.append(_unknown(raw))
         out_rows.append(out)
-    tail = (f',"total":{total}' if total >= 0 else "") + (f',"cut":{cut}' if cut else "")
-    return '{"columns":' + columns_json + ',"rows":' + _encode(out_rows) + tail + "}"
+    result: dict[str, Any] = {"columns": columns, "rows": out_rows}
+    for key in ("total", "cut"):
+        if key in doc:
+            result[key] = doc[key]
+    return result
 
 
 def prepare(writes: list[Write]) -> list[Write]:
-    """Replace each journaled sample among ``writes`` with its stored JSON (in place; returns ``writes``)."""
+    """Replace each journaled sample among ``writes`` with its stored text (in place; returns ``writes``)."""
+    at = _SAMPLE_AT
     for i, w in enumerate(writes):
-        if w.table == "statements" and isinstance(w.values, tuple) and len(w.values) > _SAMPLE_AT:
-            sample = w.values[_SAMPLE_AT]
-            if sample is not None and not isinstance(sample, str):
-                values = list(w.values)
-                values[_SAMPLE_AT] = stored(sample)
-                writes[i] = replace(w, values=tuple(values))
+        if w.table == "statements":
+            values = w.values
+            if isinstance(values, tuple) and len(values) > at and isinstance(values[at], tuple):
+                writes[i] = Write("statements", (*values[:at], stored(values[at]), *values[at + 1 :]), w.key)
     return writes
 
 
