@@ -203,6 +203,14 @@ def gateway(upstream: UpstreamDB, tmp_path_factory: pytest.TempPathFactory) -> I
         yield gw
 
 
+def unverified_tls() -> ssl.SSLContext:
+    """TLS to a test gateway, whose certificate is self-signed, for clients that take an SSLContext (asyncpg)."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
 def flush_wait(predicate: Any, timeout: float = 10.0) -> Any:
     """Audit writes are asynchronous (batched); poll until ``predicate()`` is truthy."""
     deadline = time.monotonic() + timeout
@@ -216,15 +224,12 @@ def flush_wait(predicate: Any, timeout: float = 10.0) -> Any:
 def login_error(gw: Gateway, user: str, password: str, dbname: str = "app", tls: bool = True) -> tuple[str, str]:
     """Try to log in with asyncpg (which exposes the server's SQLSTATE at connect) and return (sqlstate, message)."""
     import asyncio
-    import ssl
 
     import asyncpg
 
     ctx: ssl.SSLContext | bool = False
     if tls:
-        ctx = ssl.create_default_context()
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
+        ctx = unverified_tls()
 
     async def attempt() -> tuple[str, str]:
         try:

@@ -130,6 +130,14 @@ def _path(value: object, info: ValidationInfo) -> Path | None:
     return p if p.is_absolute() else (_base(info) / p).resolve()
 
 
+def _existing_file(value: object, info: ValidationInfo) -> Path | None:
+    """A path (relative to the config file) that must name a file now: a CA or certificate the gateway reads."""
+    p = _path(value, info)
+    if p is not None and not p.is_file():
+        raise ValueError(f"file {p} does not exist")
+    return p
+
+
 class PostgresConnection(_Model):
     """One upstream PostgreSQL database that users reach through the gateway by its name."""
 
@@ -158,10 +166,7 @@ class PostgresConnection(_Model):
     @field_validator("sslrootcert", mode="before")
     @classmethod
     def _rootcert(cls, v: object, info: ValidationInfo) -> Path | None:
-        p = _path(v, info)
-        if p is not None and not p.is_file():
-            raise ValueError(f"file {p} does not exist")
-        return p
+        return _existing_file(v, info)
 
     @model_validator(mode="before")
     @classmethod
@@ -323,10 +328,7 @@ class OIDCConfig(_Model):
     @field_validator("ca_file", mode="before")
     @classmethod
     def _p(cls, v: object, info: ValidationInfo) -> Path | None:
-        p = _path(v, info)
-        if p is not None and not p.is_file():
-            raise ValueError(f"file {p} does not exist")
-        return p
+        return _existing_file(v, info)
 
     @model_validator(mode="after")
     def _stale(self) -> OIDCConfig:
@@ -463,10 +465,7 @@ class WebhookSinkConfig(_SinkBase):
     @field_validator("ca_file", mode="before")
     @classmethod
     def _ca(cls, v: object, info: ValidationInfo) -> Path | None:
-        p = _path(v, info)
-        if p is not None and not p.is_file():
-            raise ValueError(f"file {p} does not exist")
-        return p
+        return _existing_file(v, info)
 
 
 SinkConfig = Annotated[FileSinkConfig | SyslogSinkConfig | WebhookSinkConfig, Field(discriminator="type")]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-import ssl
 import struct
 import time
 from collections.abc import Iterator
@@ -11,7 +10,7 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from tests.conftest import Gateway, UpstreamDB, flush_wait, run_gateway
+from tests.conftest import Gateway, UpstreamDB, flush_wait, run_gateway, unverified_tls
 from wardgate.protocols.postgres import decode, encode
 
 
@@ -196,9 +195,7 @@ def test_tls_then_startup_works_with_a_real_tls_stack(gw: Gateway, bystander: ob
     raw = Raw(gw.port)
     raw.send(encode.ssl_request())
     assert raw.sock.recv(1) == b"S"
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
+    ctx = unverified_tls()
     raw.sock = ctx.wrap_socket(raw.sock)
     raw.login("tlsraw", gw.token("tlsraw"))
     raw.send(encode.query("select 41 + 1"))

@@ -25,7 +25,7 @@ import pytest
 from psycopg import errors
 from psycopg.types.json import Jsonb
 
-from tests.conftest import PG_HOST, PG_PORT, Gateway, UpstreamDB, flush_wait, recorded
+from tests.conftest import PG_HOST, PG_PORT, Gateway, UpstreamDB, flush_wait, recorded, unverified_tls
 
 EMAIL = "c7@example.com"
 CARD = "4111111111111111"
@@ -52,9 +52,7 @@ def outcomes(stmts: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
 
 def client_ssl() -> ssl.SSLContext:
     """TLS without verification: the test gateway's certificate is self-signed (sslmode=require)."""
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
+    ctx = unverified_tls()
     return ctx
 
 

@@ -9,7 +9,6 @@ import asyncio
 import json
 import os
 import secrets
-import ssl
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +18,7 @@ import asyncpg
 import psycopg
 import pytest
 
-from tests.conftest import Gateway, UpstreamDB, flush_wait, recorded, run_gateway, unique
+from tests.conftest import Gateway, UpstreamDB, flush_wait, recorded, run_gateway, unique, unverified_tls
 
 KEY = secrets.token_hex(24)
 MASKING = {
@@ -111,9 +110,7 @@ def test_asyncpg_binary_format(gw: Gateway) -> None:
     token = gw.token(user)
 
     async def go() -> list[Any]:
-        ctx = ssl.create_default_context()
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
+        ctx = unverified_tls()
         conn = await asyncpg.connect(host="127.0.0.1", port=gw.port, user=user, password=token, database="app",
                                      ssl=ctx)
         try:

@@ -31,7 +31,7 @@ from psycopg.types.composite import CompositeInfo, register_composite
 from psycopg.types.enum import EnumInfo, register_enum
 from sqlalchemy import URL, create_engine, inspect, text
 
-from tests.conftest import PG_HOST, PG_PORT, Gateway, UpstreamDB, recorded, run_gateway
+from tests.conftest import PG_HOST, PG_PORT, Gateway, UpstreamDB, recorded, run_gateway, unverified_tls
 
 PSQL = "/usr/bin/psql"
 PG_DUMP = "/usr/bin/pg_dump"
@@ -86,9 +86,7 @@ def new_user(prefix: str) -> str:
 
 def client_ssl() -> ssl.SSLContext:
     """TLS without verification: the test gateway's certificate is self-signed (sslmode=require)."""
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
+    ctx = unverified_tls()
     return ctx
 
 

@@ -7,7 +7,6 @@ import asyncio
 import base64
 import json
 import os
-import ssl
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +16,7 @@ import asyncpg
 import psycopg
 import pytest
 
-from tests.conftest import Gateway, UpstreamDB, flush_wait, recorded, run_gateway, unique
+from tests.conftest import Gateway, UpstreamDB, flush_wait, recorded, run_gateway, unique, unverified_tls
 from wardgate.audit.samples import readable
 from wardgate.store.reviews import ReviewStore
 
@@ -89,9 +88,7 @@ def test_binary_results_through_asyncpg(gw: Gateway) -> None:
     token = gw.token(user)
 
     async def go() -> list[Any]:
-        ctx = ssl.create_default_context()
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
+        ctx = unverified_tls()
         conn = await asyncpg.connect(host="127.0.0.1", port=gw.port, user=user, password=token, database="app",
                                      ssl=ctx)
         try:

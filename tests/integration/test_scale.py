@@ -27,7 +27,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from tests.conftest import Gateway, UpstreamDB, flush_wait, run_gateway
+from tests.conftest import Gateway, UpstreamDB, flush_wait, run_gateway, unverified_tls
 from tests.integration.test_bad_input import Raw
 from tests.pgcluster import PgCluster, PgClusterError, pg_cluster
 from wardgate.protocols.postgres import decode, encode
@@ -99,9 +99,7 @@ class RssSampler:
 
 
 def tls_context() -> ssl.SSLContext:
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE  # the gateway's certificate is self-signed
+    ctx = unverified_tls()
     return ctx
 
 
