@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import json
 from datetime import UTC, datetime
 
+import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from wardgate.audit.chain import GENESIS, canonical, entry_hash, iso, link, sign_checkpoint, verify_chain
@@ -31,6 +34,20 @@ def test_canonical_form_is_stable_and_times_are_iso() -> None:
     assert canonical("statements", None, ("s", 1, 1.5)) == '["statements",null,["s",1,1.5]]'
     e = chain(1)[0]
     assert e.hash == entry_hash("gw", 1, AT, GENESIS, e.record) and e.prev == GENESIS
+
+
+def test_canonical_form_is_the_documented_json_dump() -> None:
+    """The shipper's direct call into the C encoder must write exactly what json.dumps with the documented settings
+    writes (the text is hashed, and re-implementers follow the docstring)."""
+    values = {"z": [1, 2.5, None, True], "é\n\"": "\u2028 tab\t", "b": b"\x00\xff", "big": 2**70, "neg": -0.0,
+              "nested": {"y": 1, "x": [{"b": 1, "a": 2}]}}
+    for table, key, vals in (("events", "id", values), ("statements", None, ("s", 1, 1.5, "x" * 300, None, b"ab"))):
+        expected = json.dumps([table, key, vals if isinstance(vals, dict) else list(vals)], sort_keys=True,
+                              separators=(",", ":"), ensure_ascii=False, allow_nan=False,
+                              default=lambda v: base64.b64encode(v).decode())
+        assert canonical(table, key, vals) == expected
+    with pytest.raises(ValueError):
+        canonical("statements", None, (float("nan"),))
 
 
 def test_intact_chain_with_checkpoints() -> None:

@@ -203,11 +203,11 @@ class Store:
     def _time_value(self, v: Any) -> Any:
         if v is None or isinstance(v, str):
             return v
+        if self.is_sqlite and type(v) is float:
+            return sqlite_time(v)
         dt = _as_datetime(v)
-        # SQLite keeps SQLAlchemy's DateTime as this text form; PostgreSQL takes the aware datetime.
-        # isoformat is strftime("%Y-%m-%d %H:%M:%S.%f") at half the cost (the shipper converts every record's);
-        # the slice drops the "+00:00" that a UTC datetime adds.
-        return dt.isoformat(" ", "microseconds")[:26] if self.is_sqlite and dt is not None else dt
+        # SQLite keeps SQLAlchemy's DateTime as text; PostgreSQL takes the aware datetime.
+        return sqlite_time(dt.timestamp()) if self.is_sqlite and dt is not None else dt
 
     def _sql(self, key: tuple[str, str, tuple[str, ...], str | None]) -> str:
         """INSERT or UPDATE text for one table and column set, in the driver's own parameter style."""
@@ -337,6 +337,26 @@ class Store:
                 row["detail"] = json.loads(row["detail"])
                 out.append(row)
             return out
+
+
+_second_text: dict[int, str] = {}
+
+
+def sqlite_time(t: float) -> str:
+    """Epoch seconds as the text SQLAlchemy's DateTime keeps in SQLite (``YYYY-MM-DD HH:MM:SS.ffffff``, UTC),
+    exactly what ``datetime.fromtimestamp(t, UTC)`` gives (microseconds rounded half to even). The shipper
+    converts every record's times: the date-and-second part is made once per second (a run of records shares
+    it), which makes this a third of the datetime route's cost."""
+    sec = int(t)
+    us = round((t - sec) * 1e6)  # t - int(t) is exact for a double; one rounding, as datetime's C code does
+    if us >= 1_000_000 or t < 0:
+        return datetime.fromtimestamp(t, UTC).isoformat(" ", "microseconds")[:26]
+    head = _second_text.get(sec)
+    if head is None:
+        if len(_second_text) > 4096:
+            _second_text.clear()
+        head = _second_text[sec] = datetime.fromtimestamp(sec, UTC).strftime("%Y-%m-%d %H:%M:%S.")
+    return f"{head}{us:06d}"
 
 
 def _as_datetime(v: Any) -> datetime | None:
