@@ -84,18 +84,23 @@ def wait_port(port: int, timeout: float = 20) -> None:
     raise SystemExit(f"nothing listens on {port} after {timeout}s")
 
 
-def cpu_seconds(pid: int | None) -> float:
-    """CPU time of a process and its live children (wardgate's audit shipper counts as wardgate's cost)."""
+def cpu_seconds(pid: int | None) -> tuple[float, float]:
+    """CPU time of a process and of its live children (wardgate's audit shipper counts as wardgate's cost, and
+    is reported apart too)."""
     if pid is None:
-        return 0.0
-    total = 0.0
+        return 0.0, 0.0
+    own = kids = 0.0
     for p in [pid, *children(pid)]:
         try:
             fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        total += (int(fields[11]) + int(fields[12])) / CLK_TCK
-    return total
+        used = (int(fields[11]) + int(fields[12])) / CLK_TCK
+        if p == pid:
+            own = used
+        else:
+            kids += used
+    return own, kids
 
 
 def children(pid: int) -> list[int]:
@@ -127,7 +132,8 @@ def run_pgbench(t: Target, w: Workload, seconds: int, workdir: Path) -> dict[str
     tps = float(re.search(r"tps = ([\d.]+)", res.stdout).group(1))  # type: ignore[union-attr]
     lat = float(re.search(r"latency average = ([\d.]+) ms", res.stdout).group(1))  # type: ignore[union-attr]
     tx = int(re.search(r"number of transactions actually processed: (\d+)", res.stdout).group(1))  # type: ignore[union-attr]
-    return {"tps": tps, "latency_ms": lat, "cpu_us_per_tx": (cpu1 - cpu0) / tx * 1e6 if t.pid else 0.0}
+    own, kids = (cpu1[0] - cpu0[0]) / tx * 1e6, (cpu1[1] - cpu0[1]) / tx * 1e6
+    return {"tps": tps, "latency_ms": lat, "cpu_us_per_tx": own + kids, "child_cpu_us_per_tx": kids}
 
 
 def run_interleaved(targets: list[Target], workloads: list[Workload], reps: int, seconds: int,
@@ -298,8 +304,8 @@ def report(
         return statistics.median(r[k] for r in results[(w, t)])
 
     print(f"\n{args.reps} repetitions x {args.seconds} s per run, pgbench scale {args.scale}, medians\n")
-    head = ("workload", "target", "TPS", "x direct", "latency ms", "added us", "CPU us/tx", "wardgate/pgbouncer",
-            "wardgate/relay")
+    head = ("workload", "target", "TPS", "x direct", "latency ms", "added us", "CPU us/tx", "of it shipper",
+            "wardgate/pgbouncer", "wardgate/relay")
     rows = []
     for w in workloads:
         direct_tps = med(w.name, "direct", "tps")
@@ -318,8 +324,10 @@ def report(
             vs_pgb = f"{tps / med(w.name, 'pgbouncer', 'tps'):.2f}" if gw else ""
             vs_relay = f"{tps / med(w.name, 'framing relay', 'tps'):.2f}" if gw else ""
             cpu = f"{med(w.name, t, 'cpu_us_per_tx'):.0f}" if t != "direct" else ""
+            shipper = f"{med(w.name, t, 'child_cpu_us_per_tx'):.0f}" if gw else ""
             rows.append((w.name, t, f"{tps:,.0f}", f"{tps / direct_tps:.2f}", f"{lat:.3f}",
-                         f"{(lat - direct_lat) * 1000:+.0f}" if t != "direct" else "", cpu, vs_pgb, vs_relay))
+                         f"{(lat - direct_lat) * 1000:+.0f}" if t != "direct" else "", cpu, shipper, vs_pgb,
+                         vs_relay))
     widths = [max(len(str(r[i])) for r in (head, *rows)) for i in range(len(head))]
     print(" | ".join(h.ljust(n) for h, n in zip(head, widths, strict=True)))
     print("-|-".join("-" * n for n in widths))
