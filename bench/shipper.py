@@ -30,10 +30,17 @@ from wardgate.store import Store
 from wardgate.store.db import Write
 
 _DESCRIPTION = wire.row_description([Field("abalance", 16397, 3, 23, 4, -1, 1)])
+# the 1,000-row workload of bench/run.py: aid, bid, abalance, filler (char(84)), text format
+_WIDE = wire.row_description([Field(n, 16397, i + 1, t, s, -1, 0) for i, (n, t, s) in
+                              enumerate((("aid", 23, 4), ("bid", 23, 4), ("abalance", 23, 4), ("filler", 1042, -1)))])
 
 
-def statement(session: str, seq: int, samples: bool) -> Write:
-    sample = (_DESCRIPTION, wire.data_row([b"\x00\x00\x00\x00"]), 1, 0, 1) if samples else None
+def statement(session: str, seq: int, samples: bool, rows: int = 1) -> Write:
+    if rows > 1:
+        data = b"".join(wire.data_row([str(seq * 1000 + r).encode(), b"1", b"0", b" " * 84]) for r in range(rows))
+        sample = (_WIDE, data, rows, 0, 1000) if samples else None
+    else:
+        sample = (_DESCRIPTION, wire.data_row([b"\x00\x00\x00\x00"]), 1, 0, 1) if samples else None
     return Write("statements", (
         session, seq, time.time(), "extended", "select", "SELECT abalance FROM pgbench_accounts WHERE aid = $1",
         1, "ok", "SELECT 1", 1, None, None, 0.081, "allow", "default", None, None, sample))
@@ -44,6 +51,8 @@ def main() -> int:
     ap.add_argument("--records", type=int, default=30000)
     ap.add_argument("--batch", type=int, default=300, help="records per journal append (one gateway commit)")
     ap.add_argument("--no-samples", action="store_true", help="records without a result sample")
+    ap.add_argument("--rows", type=int, default=1,
+                    help="rows kept per result (10: the 1,000-row workload's sample at the default audit.replay.rows)")
     ap.add_argument("--postgres", default=None, help="a PostgreSQL store URL instead of a fresh SQLite file")
     ap.add_argument("--profile", action="store_true", help="print the shipping's cProfile, by own time")
     args = ap.parse_args()
@@ -59,7 +68,7 @@ def main() -> int:
                                         "bytes_from_client": 0, "bytes_to_client": 0})])
         journal = Journal(root / "journal", f"bench-{session[:8]}")
         for start in range(0, args.records, args.batch):
-            writes = [statement(session, s + 1, not args.no_samples)
+            writes = [statement(session, s + 1, not args.no_samples, args.rows)
                       for s in range(start, min(start + args.batch, args.records))]
             journal.append(encode(writes))
         checkpointer = Checkpointer(store, audit_key(root / "audit.key"), 1000, 10.0)
@@ -75,7 +84,8 @@ def main() -> int:
         shipper.close()
         journal.close(remove=True)
         store.close()
-    print(f"{shipped} records ({'no samples' if args.no_samples else 'one row kept each'}, "
+    kept = "no samples" if args.no_samples else f"{args.rows} row(s) kept each"
+    print(f"{shipped} records ({kept}, "
           f"{'PostgreSQL' if args.postgres else 'SQLite'}): {wall / shipped * 1e6:.1f} us wall, "
           f"{cpu / shipped * 1e6:.1f} us CPU per record")
     if prof is not None:

@@ -119,6 +119,12 @@ def _edit_statement(url: str, _chain: str, seq: int) -> None:
     _run(url, ("UPDATE statements SET text = 'select 1' WHERE seq = :s", {"s": seq}))
 
 
+def _edit_sample(url: str, _chain: str, _seq: int) -> None:
+    """A result sample (chained by its digest) replaced by one that shows no rows."""
+    _run(url, ("UPDATE statements SET result_sample = :s WHERE result_sample IS NOT NULL",
+               {"s": '{"v":1,"rows":"","kept":0}'}))
+
+
 def _forge_statement(url: str, _chain: str, _seq: int) -> None:
     _run(url, ("INSERT INTO statements (session_id, seq, started_at, protocol, kind, text, param_count, status) "
                "SELECT session_id, 999, started_at, protocol, kind, 'drop table evidence', 0, 'ok' FROM statements "
@@ -141,6 +147,7 @@ CASES: dict[str, tuple[Callable[[str, str, int], None], str, str | None]] = {
     "rewrite the chain from a row on": (_rewrite, "altered", None),
     "edit a statement in its table": (_edit_statement, "altered", "statements"),
     "add a statement to its table": (_forge_statement, "inserted", "statements"),
+    "edit a result sample in its table": (_edit_sample, "altered", "statements"),
     "delete an event from its table": (_delete_event, "removed", "events"),
     "edit a session in its table": (_edit_session, "altered", "sessions"),
 }

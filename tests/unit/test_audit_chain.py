@@ -98,3 +98,21 @@ def test_a_pruned_chain_verifies_from_its_signed_boundary() -> None:
     assert [(p.what, p.seq) for p in rep.problems] == [("removed", 6)]
     rep = verify_chain("gw", entries[3:], [boundary], KEYS, first_seq=4, first_prev=entries[2].hash)
     assert [(p.what, p.seq) for p in rep.problems] == [("removed", 4)]
+
+
+def test_a_result_sample_is_chained_by_its_digest() -> None:
+    from wardgate.audit.chain import sample_digest
+    from wardgate.store.chainlog import records
+    from wardgate.store.db import INSERT_COLUMNS, Write
+
+    sample = '{"v":1,"rows":"RAAAAA==","kept":1}'
+    cols = INSERT_COLUMNS["statements"]
+    values = tuple(sample if c == "result_sample" else None for c in cols)
+    (rec,) = records([Write("statements", values)])
+    assert sample not in rec and sample_digest(sample) in rec
+    assert json.loads(rec)[2][cols.index("result_sample")] == sample_digest(sample)
+    (rec,) = records([Write("statements", {"session_id": "s", "seq": 1, "result_sample": sample})])
+    assert json.loads(rec)[2]["result_sample"] == sample_digest(sample)
+    (rec,) = records([Write("statements", (None,) * len(cols))])
+    assert json.loads(rec)[2][cols.index("result_sample")] is None  # no sample, nothing to digest
+    assert records([Write("tokens", {"id": "t"})]) == []

@@ -13,16 +13,34 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from ..audit.chain import GENESIS, Entry, canonical, iso, link
+from ..audit.chain import GENESIS, Entry, canonical, iso, link, sample_digest
 from . import schema
 
 #: The tables whose writes are audit records (the rest of the store is state: tokens, reviews, grants...; their
 #: changes reach the audit as events).
 CHAINED = frozenset({"sessions", "statements", "events"})
+# where a positional statements insert holds its result sample (store.db.INSERT_COLUMNS order)
+_SAMPLE_AT = [c.name for c in schema.statements.columns
+              if not (c.primary_key and c.autoincrement is True)].index("result_sample")
 
 
 def records(writes: Sequence[Any]) -> list[str]:
-    return [canonical(w.table, w.key, w.values) for w in writes if w.table in CHAINED]
+    """The canonical records of the audit writes among ``writes``; a statement's result sample is recorded by its
+    digest (chain.sample_digest)."""
+    out = []
+    at = _SAMPLE_AT
+    for w in writes:
+        if w.table not in CHAINED:
+            continue
+        values = w.values
+        if w.table == "statements":
+            if isinstance(values, tuple):
+                if len(values) > at and isinstance(values[at], str):
+                    values = (*values[:at], sample_digest(values[at]), *values[at + 1 :])
+            elif isinstance(values.get("result_sample"), str):
+                values = {**values, "result_sample": sample_digest(values["result_sample"])}
+        out.append(canonical(w.table, w.key, values))
+    return out
 
 
 def append(cur: Any, is_sqlite: bool, chain: str, recs: list[str]) -> Entry:
