@@ -203,11 +203,10 @@ class Store:
     def _time_value(self, v: Any) -> Any:
         if v is None or isinstance(v, str):
             return v
-        if self.is_sqlite and type(v) is float:
-            return sqlite_time(v)
-        dt = _as_datetime(v)
-        # SQLite keeps SQLAlchemy's DateTime as text; PostgreSQL takes the aware datetime.
-        return sqlite_time(dt.timestamp()) if self.is_sqlite and dt is not None else dt
+        if not self.is_sqlite:
+            return _as_datetime(v)  # PostgreSQL takes the aware datetime
+        # SQLite keeps SQLAlchemy's DateTime as text; the "+00:00" a UTC datetime adds is sliced off.
+        return v.isoformat(" ", "microseconds")[:26] if isinstance(v, datetime) else sqlite_time(float(v))
 
     def _sql(self, key: tuple[str, str, tuple[str, ...], str | None]) -> str:
         """INSERT or UPDATE text for one table and column set, in the driver's own parameter style."""
