@@ -97,10 +97,9 @@ def link(chain: str, head_seq: int, head_hash: str, at: str, records: Iterable[s
     """The entries that append ``records`` to a chain whose head is (head_seq, head_hash)."""
     out = []
     seq, prev = head_seq, head_hash
-    sha256 = hashlib.sha256
     for record in records:
         seq += 1
-        h = sha256(f"{chain}\n{seq}\n{at}\n{prev}\n{record}".encode()).hexdigest()  # entry_hash, inlined
+        h = entry_hash(chain, seq, at, prev, record)
         out.append(Entry(chain, seq, at, prev, record, h))
         prev = h
     return out
