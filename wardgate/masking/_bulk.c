@@ -363,7 +363,7 @@ candidates(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
         int r = value_at(ss, es, i, n, "candidates", &s, &e);
         if (r < 0) goto fail;
         if (r == 0 || det == 0 || e - s <= skip) continue;
-        if (scan(p + s + skip, e - s - skip, det)) {
+        if (scan_in(p + s + skip, e - s - skip, det, n - s - skip)) {
             PyObject *index = PyLong_FromSsize_t(i);
             if (index == NULL) goto fail;
             int err = PyList_Append(result, index);

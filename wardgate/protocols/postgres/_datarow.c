@@ -312,7 +312,7 @@ may_match(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
             Py_ssize_t c = cols[k];
             Py_ssize_t s = spans[2 * c], e = spans[2 * c + 1];
             if (s < 0 || s + skips[k] >= e) continue;
-            if (scan(p + s + skips[k], e - s - skips[k], det)) {
+            if (scan_in(p + s + skips[k], e - s - skips[k], det, n - s - skips[k])) {
                 found = 1;
                 break;
             }
