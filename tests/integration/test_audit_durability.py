@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import time
 from collections.abc import Iterator
@@ -63,6 +64,37 @@ def test_acknowledged_statements_survive_a_crash(upstream: UpstreamDB, tmp_path:
     texts = [s["text"] for s in store.statements(sessions[0]["id"])]
     assert len([t for t in texts if t and marker in t]) == acknowledged == 200
     assert not list(journal_dir.glob("*.journal"))
+
+
+def test_a_journal_that_cannot_be_written_ends_the_session_unanswered(upstream: UpstreamDB, tmp_path: Path) -> None:
+    """With several sessions live, answers wait for one journal write per turn of the event loop
+    (PostgresFrontend.defer); when that write fails, the session whose statement it was ends with 58030 and never
+    sees the result, and the gateway refuses statements until the journal takes writes again."""
+    with run_gateway(tmp_path / "gw", upstream) as gw:
+        token = gw.token("journal-user")
+        assert gw.proc is not None
+        with psycopg.connect(gw.dsn("journal-user", token), autocommit=True) as a, \
+                psycopg.connect(gw.dsn("journal-user", token), autocommit=True) as b:
+            assert a.execute("select 1").fetchone() == (1,)
+            assert b.execute("select 2").fetchone() == (2,)
+            journal = next((tmp_path / "gw" / "data" / "journal").glob("*.journal"))
+            limits = resource.prlimit(gw.proc.pid, resource.RLIMIT_FSIZE)
+            # The gateway process may not grow any file past the journal's size now: the next append fails (EFBIG).
+            resource.prlimit(gw.proc.pid, resource.RLIMIT_FSIZE, (journal.stat().st_size, limits[1]))
+            try:
+                with pytest.raises(psycopg.Error) as failed:
+                    a.execute("select 'never-answered' as secret_result").fetchall()
+                assert failed.value.sqlstate == "58030"
+                assert "cannot record this session's statements" in str(failed.value)
+                assert a.closed or a.broken
+                with pytest.raises(psycopg.Error) as refused:
+                    b.execute("select 3").fetchall()
+                assert refused.value.sqlstate == "58030"
+            finally:
+                resource.prlimit(gw.proc.pid, resource.RLIMIT_FSIZE, limits)
+        # The journal takes writes again: so does the gateway.
+        with psycopg.connect(gw.dsn("journal-user", token), autocommit=True) as c:
+            assert flush_wait(lambda: _works(c), timeout=15)
 
 
 def test_no_store_no_statements(upstream: UpstreamDB, tmp_path: Path, pg_store: tuple[str, str]) -> None:

@@ -308,6 +308,7 @@ class ClientConnection(_Endpoint):
         self.stashed = bytearray()
         self.review_task: asyncio.Task[Outcome] | None = None
         self.grant_timer: asyncio.TimerHandle | None = None  # ends the session when its access grant expires
+        self.deferred = False  # answers of this session wait in PostgresFrontend.defer for the journal write
 
     # --- lifecycle --------------------------------------------------------------------------------------------
 
@@ -357,6 +358,15 @@ class ClientConnection(_Endpoint):
         self.write(encode.error_response(sqlstate, message, severity="FATAL"))
         self._end(reason or message)
         self.close()
+
+    def journal_failed(self, exc: AuditUnavailable) -> None:
+        self._fatal("58030", f"wardgate cannot record this session's statements, so it ends it: {exc}",
+                    "audit journal unavailable")
+
+    def write(self, data: bytes) -> None:
+        if self.deferred:  # answers of this session wait for the journal: they go first
+            self.frontend.flush_deferred()
+        super().write(data)
 
     # --- startup ----------------------------------------------------------------------------------------------
 
@@ -848,13 +858,16 @@ class ClientConnection(_Endpoint):
         try:
             out = self._answers(frames)
             if self.pipeline.recorder.staged:
-                self.pipeline.commit()  # the records are durable before the client hears of the statements
+                # The records are durable before the client hears of the statements. With other sessions live,
+                # the answers wait for the end of this turn of the event loop, so that one journal write covers
+                # every session answered in it (PostgresFrontend.defer).
+                if out and len(self.frontend.clients) > 1:
+                    self.frontend.defer(self, out[0] if len(out) == 1 else b"".join(out))
+                    out = []
+                else:
+                    self.pipeline.commit()
         except AuditUnavailable as exc:
-            self._fatal(
-                "58030",
-                f"wardgate cannot record this session's statements, so it ends it: {exc}",
-                "audit journal unavailable",
-            )
+            self.journal_failed(exc)
             return
         except ProtocolViolation as exc:
             log.error("upstream of %s sent invalid data: %s", self._conn_name, exc)
@@ -1126,6 +1139,8 @@ class PostgresFrontend:
         self.catalogs: dict[str, Catalog] = {}
         self.tasks: set[asyncio.Task[None]] = set()
         self.granted: set[ClientConnection] = set()  # sessions that run under an access grant
+        self._deferred: list[tuple[ClientConnection, bytes]] = []
+        self._flush_scheduled = False
 
     async def watch_grants(self, stop: asyncio.Event, every: float = 2.0) -> None:
         """End the sessions whose access grant was revoked (from the CLI or another replica): the store is
@@ -1149,6 +1164,34 @@ class PostgresFrontend:
 
     def protocol(self) -> ClientConnection:
         return ClientConnection(self)
+
+    # --- answers that wait for the journal ------------------------------------------------------------------
+
+    def defer(self, client: ClientConnection, data: bytes) -> None:
+        """Send ``data`` to ``client`` once the records staged so far are journaled, at the end of this turn of
+        the event loop: sessions answered in the same turn share one journal write (one system call instead of
+        one each). Nothing reaches a client before its records are in the journal."""
+        self._deferred.append((client, data))
+        client.deferred = True
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self.flush_deferred)
+
+    def flush_deferred(self) -> None:
+        """Journal what is staged, then send the answers that waited for it, in the order they came; when the
+        journal cannot be written, each of their sessions ends instead (fail closed)."""
+        self._flush_scheduled = False
+        waiting, self._deferred = self._deferred, []
+        for client, _ in waiting:
+            client.deferred = False
+        try:
+            self.pipeline.commit()
+        except AuditUnavailable as exc:
+            for client in dict.fromkeys(c for c, _ in waiting):
+                client.journal_failed(exc)
+            return
+        for client, data in waiting:
+            client.write(data)
 
     def catalog(self, session: Session) -> Catalog:
         """The column names of a connection's tables, shared by its sessions."""
