@@ -72,6 +72,25 @@ def test_equals_reference(case: tuple[bytes, tuple[int, ...], tuple[int, ...], i
     assert native(buf, cols, skips, bits) == reference(buf, cols, skips, bits), case
 
 
+NEAR = b"0123456789 .-:()+@_AaDEIJKSVPRTyehxvbtopr\x00\x80"  # the bytes the prefilter's triggers are made of
+short = st.lists(st.sampled_from(NEAR), max_size=14).map(bytes)
+
+
+@MANY
+@given(st.lists(st.lists(st.one_of(st.none(), short), min_size=3, max_size=3), min_size=1, max_size=4),
+       st.integers(1, ALL), st.sampled_from([(0, 1), (0, 2), (1, 2), (0, 1, 2), (2, 0)]))
+@example([[b"Jos\xc3\xa9 Kim", b"user_12345", b"ORD-2024-000123"]], ALL, (0, 1, 2))
+@example([[b"4111 1111", b"x", b"1111 1111"]], ALL, (0, 2))  # a card split across two values is no card
+@example([[b"4111111", b"", b"111111"]], ALL, (0, 1, 2))  # nor thirteen digits split across values
+def test_short_rows(rows: list[list[bytes | None]], bits: int, cols: tuple[int, ...]) -> None:
+    """Rows whose scanned values are short take one test for the span from the first to the last of them
+    (region_clear in _prefilter_core.h), headers included: near misses of every trigger, within a value and
+    across its neighbours, give the reference's answer."""
+    buf = b"".join(data_row(r) for r in rows)
+    skips = (0,) * len(cols)
+    assert native(buf, cols, skips, bits) == reference(buf, cols, skips, bits)
+
+
 @MANY
 @given(cases(), st.data())
 def test_broken_runs(case: tuple[bytes, tuple[int, ...], tuple[int, ...], int], data: st.DataObject) -> None:

@@ -308,6 +308,22 @@ may_match(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
             PyErr_SetString(PyExc_ValueError, "fewer values than the result has columns");
             goto done;
         }
+#ifdef HAVE_REGION_TEST
+        if (ncols > 1) {  /* one test for the span of the row's scanned values, when it is short */
+            Py_ssize_t first = n, last = -1;
+            for (Py_ssize_t k = 0; k < ncols; k++) {
+                Py_ssize_t c = cols[k];
+                Py_ssize_t s = spans[2 * c], e = spans[2 * c + 1];
+                if (s < 0 || s + skips[k] >= e) continue;
+                if (s + skips[k] < first) first = s + skips[k];
+                if (e > last) last = e;
+            }
+            if (last < 0 || (last - first <= REGION_MAX && region_clear(p + first, last - first, n - first))) {
+                pos = end;
+                continue;
+            }
+        }
+#endif
         for (Py_ssize_t k = 0; k < ncols; k++) {
             Py_ssize_t c = cols[k];
             Py_ssize_t s = spans[2 * c], e = spans[2 * c + 1];
