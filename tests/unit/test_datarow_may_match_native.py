@@ -91,6 +91,25 @@ def test_short_rows(rows: list[list[bytes | None]], bits: int, cols: tuple[int, 
     assert native(buf, cols, skips, bits) == reference(buf, cols, skips, bits)
 
 
+#: The smallest form of each trigger of the prefilter (docs/masking.md), each True alone.
+SMALLEST = [b"4111111111111", b"4111 111 111", b"078-05-1120", b"555.123.4567", b"1.2.3.", b"(555)", b"(012)",
+            b"+1", b"+9", b"GB82WEST1234567", b"GB82 AAAA BBBB", b"::", b":a:b:c:", b"a@", b"eyJ", b"AKIA", b"ASIA",
+            b"PRIVATE KEY", b"ghp_", b"ghs_", b"github_pat_", b"sk_live_", b"xoxb-", b"xoxp-", b"x@y"]
+
+
+@pytest.mark.parametrize("trigger", SMALLEST)
+def test_every_trigger_at_every_offset_of_a_short_row(trigger: bytes) -> None:
+    """The row test reads the span of a row's scanned values in two 32-byte halves: a trigger at any offset of
+    it, in the first value or the last, straddling the halves or not, is found (True, as the reference says)."""
+    assert reference(data_row([trigger]), (0,), (0,), ALL) is True
+    for pad in range(0, 62 - len(trigger)):
+        for row in ([b"x" * pad + trigger, b"y"], [b"y", b"x" * pad + trigger],
+                    [b"x" * (pad // 2), b"z" * (pad - pad // 2) + trigger]):
+            buf = data_row(row)
+            assert native(buf, (0, 1), (0, 0), ALL) is True, row
+            assert native(buf + data_row([b"a", b"b"]), (0, 1), (0, 0), ALL) is True, row
+
+
 @MANY
 @given(cases(), st.data())
 def test_broken_runs(case: tuple[bytes, tuple[int, ...], tuple[int, ...], int], data: st.DataObject) -> None:
