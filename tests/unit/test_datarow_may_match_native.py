@@ -9,6 +9,11 @@ detector sets, and malformed runs, which both must reject (ValueError / Protocol
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
@@ -108,6 +113,24 @@ def test_every_trigger_at_every_offset_of_a_short_row(trigger: bytes) -> None:
             buf = data_row(row)
             assert native(buf, (0, 1), (0, 0), ALL) is True, row
             assert native(buf + data_row([b"a", b"b"]), (0, 1), (0, 0), ALL) is True, row
+
+
+def test_the_path_without_avx2_gives_the_same_answers() -> None:
+    """CPUs without AVX2 scan every value (no row test); WARDGATE_PREFILTER_PORTABLE=1 takes that path here."""
+    code = (
+        "import random\n"
+        "from tests.unit.test_datarow_may_match_native import NEAR, SMALLEST, ALL, native, reference\n"
+        "from wardgate.protocols.postgres.encode import data_row\n"
+        "rng = random.Random(7)\n"
+        "for _ in range(3000):\n"
+        "    row = [bytes(rng.choice(NEAR) for _ in range(rng.randint(0, 14))) for _ in range(3)]\n"
+        "    if rng.random() < 0.2:\n"
+        "        row[rng.randint(0, 2)] += rng.choice(SMALLEST)\n"
+        "    buf = data_row(row)\n"
+        "    assert native(buf, (0, 1, 2), (0, 0, 0), ALL) == reference(buf, (0, 1, 2), (0, 0, 0), ALL), row\n"
+    )
+    env = {**os.environ, "WARDGATE_PREFILTER_PORTABLE": "1"}
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, cwd=Path(__file__).resolve().parents[2])
 
 
 @MANY

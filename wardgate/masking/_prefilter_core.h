@@ -10,6 +10,7 @@
 #define WARDGATE_PREFILTER_CORE_H
 
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Detector bits, in the order of BUILTIN_DETECTORS (exported as ORDER). */
@@ -296,13 +297,13 @@ quick_clear(const uint8_t *p, Py_ssize_t n, Py_ssize_t avail)
 #define HAVE_REGION_TEST 1
 
 /* The span of a row from its first to its last scanned value (length headers and unscanned values between them
-   included) holds no trigger of any detector, when region_clear() says so: every value in it then gets 0 from
-   scan(), whatever the detector set. The conditions are quick_clear()'s, over up to REGION_MAX bytes at once as
-   64-bit masks (AVX2: two 32-byte loads per class), with the exact test for a run of thirteen digits instead of
-   a count. Each condition is necessary for its trigger inside one value, and a value's bytes are all in the span,
-   so the test is a superset; headers and other values only add false alarms, after which the row's values are
-   scanned one by one as before. Why: one test per row of short values instead of one loop (or vector test) per
-   value, about 2.5 times fewer cycles on rows of names, handles and codes. */
+   included) holds no trigger of any detector when region_clear_avx2() says so: every value in it then gets 0
+   from scan(), whatever the detector set. The conditions are quick_clear()'s, over up to REGION_MAX bytes as
+   64-bit masks, with an exact test for a run of thirteen digits instead of a count. Each condition is necessary
+   for its trigger inside one value, and a value's bytes are all in the span, so the test is a superset: headers
+   and other values only add false alarms, after which the row's values are scanned one by one as before. Why:
+   one test per row of short values instead of one loop per value; on rows of a name, a handle and a code, the
+   prefilter's time per 1,000 rows went from 35 to 23-25 us (the row walk is 7 of it). */
 #define REGION_MAX 64
 
 /* The pair triggers as one AND of four byte classes: the byte itself (V0), the byte before it (M1), two before
@@ -336,7 +337,7 @@ region_class(__m256i v, int role)
 
 /* p[-2..n+1) is read (the caller's buffer has two bytes before any value: the length header); avail counts
    from p. */
-__attribute__((target("avx2,popcnt"))) static int
+__attribute__((target("avx2,popcnt"))) static inline int
 region_clear_avx2(const uint8_t *p, Py_ssize_t n, Py_ssize_t avail)
 {
     uint8_t tmp[2 + REGION_MAX + 1];
@@ -384,16 +385,18 @@ region_clear_avx2(const uint8_t *p, Py_ssize_t n, Py_ssize_t avail)
     return 1;
 }
 
-/* region_clear_avx2() where the CPU has AVX2; elsewhere nothing is cleared this way (0: scan each value). */
-static int
-region_clear(const uint8_t *p, Py_ssize_t n, Py_ssize_t avail)
+/* Does this CPU have AVX2 (region_clear_avx2 may run)? Asked once. WARDGATE_PREFILTER_PORTABLE=1 in the
+   environment answers no, so that the tests can run the path of CPUs without it on one that has it. */
+static inline int
+cpu_has_avx2(void)
 {
     static int avx2 = -1;
     if (avx2 < 0) {
+        const char *portable = getenv("WARDGATE_PREFILTER_PORTABLE");
         __builtin_cpu_init();
-        avx2 = __builtin_cpu_supports("avx2") ? 1 : 0;
+        avx2 = (portable == NULL || strcmp(portable, "1") != 0) && __builtin_cpu_supports("avx2") ? 1 : 0;
     }
-    return avx2 && region_clear_avx2(p, n, avail);
+    return avx2;
 }
 #endif
 

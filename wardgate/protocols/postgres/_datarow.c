@@ -245,6 +245,67 @@ fail:
     return result;
 }
 
+/* The rows of a run, one after another, until one may match (*found = 1); NULL, or why the run is malformed.
+   Instantiated twice: for any CPU, and with AVX2 enabled, where a row whose scanned values lie within
+   REGION_MAX bytes is first tested whole (region_clear_avx2, inlined here so that its tables stay in registers
+   across rows). */
+static inline __attribute__((always_inline)) const char *
+rows_loop(const uint8_t *p, Py_ssize_t n, const Py_ssize_t *cols, const Py_ssize_t *skips, Py_ssize_t ncols,
+          Py_ssize_t need, int bad, unsigned det, Py_ssize_t *spans, int *found, const int region)
+{
+    for (Py_ssize_t pos = 0; pos < n;) {
+        Py_ssize_t end = 0, count = 0;
+        const char *why = check_row_spans(p, n, pos, &end, &count, spans, need);
+        if (why != NULL) return why;
+        if (bad || need > count) return "fewer values than the result has columns";
+#ifdef HAVE_REGION_TEST
+        if (region) {  /* one test for the span of the row's scanned values, when it is short */
+            Py_ssize_t first = n, last = -1;
+            for (Py_ssize_t k = 0; k < ncols; k++) {
+                Py_ssize_t c = cols[k];
+                Py_ssize_t s = spans[2 * c], e = spans[2 * c + 1];
+                if (s < 0 || s + skips[k] >= e) continue;
+                if (s + skips[k] < first) first = s + skips[k];
+                if (e > last) last = e;
+            }
+            if (last < 0 || (last - first <= REGION_MAX && region_clear_avx2(p + first, last - first, n - first))) {
+                pos = end;
+                continue;
+            }
+        }
+#else
+        (void)region;
+#endif
+        for (Py_ssize_t k = 0; k < ncols; k++) {
+            Py_ssize_t c = cols[k];
+            Py_ssize_t s = spans[2 * c], e = spans[2 * c + 1];
+            if (s < 0 || s + skips[k] >= e) continue;
+            if (scan_in(p + s + skips[k], e - s - skips[k], det, n - s - skips[k])) {
+                *found = 1;
+                return NULL;
+            }
+        }
+        pos = end;
+    }
+    return NULL;
+}
+
+static const char *
+rows_plain(const uint8_t *p, Py_ssize_t n, const Py_ssize_t *cols, const Py_ssize_t *skips, Py_ssize_t ncols,
+           Py_ssize_t need, int bad, unsigned det, Py_ssize_t *spans, int *found)
+{
+    return rows_loop(p, n, cols, skips, ncols, need, bad, det, spans, found, 0);
+}
+
+#ifdef HAVE_REGION_TEST
+__attribute__((target("avx2,popcnt"))) static const char *
+rows_avx2(const uint8_t *p, Py_ssize_t n, const Py_ssize_t *cols, const Py_ssize_t *skips, Py_ssize_t ncols,
+          Py_ssize_t need, int bad, unsigned det, Py_ssize_t *spans, int *found)
+{
+    return rows_loop(p, n, cols, skips, ncols, need, bad, det, spans, found, 1);
+}
+#endif
+
 PyDoc_STRVAR(may_match_doc,
 "may_match(buf, columns, skips, detectors, /)\n--\n\n"
 "decode.data_rows_may_match in C: True as soon as the value at columns[k] of a row, after its first skips[k]\n"
@@ -297,43 +358,16 @@ may_match(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
     const uint8_t *p = (const uint8_t *)view.buf;
     const Py_ssize_t n = view.len;
     int found = 0;
-    for (Py_ssize_t pos = 0; pos < n && !found;) {
-        Py_ssize_t end = 0, count = 0;
-        const char *why = check_row_spans(p, n, pos, &end, &count, spans, need);
-        if (why != NULL) {
-            PyErr_SetString(PyExc_ValueError, why);
-            goto done;
-        }
-        if (bad || need > count) {
-            PyErr_SetString(PyExc_ValueError, "fewer values than the result has columns");
-            goto done;
-        }
+    const char *why;
 #ifdef HAVE_REGION_TEST
-        if (ncols > 1) {  /* one test for the span of the row's scanned values, when it is short */
-            Py_ssize_t first = n, last = -1;
-            for (Py_ssize_t k = 0; k < ncols; k++) {
-                Py_ssize_t c = cols[k];
-                Py_ssize_t s = spans[2 * c], e = spans[2 * c + 1];
-                if (s < 0 || s + skips[k] >= e) continue;
-                if (s + skips[k] < first) first = s + skips[k];
-                if (e > last) last = e;
-            }
-            if (last < 0 || (last - first <= REGION_MAX && region_clear(p + first, last - first, n - first))) {
-                pos = end;
-                continue;
-            }
-        }
+    if (ncols > 1 && cpu_has_avx2())
+        why = rows_avx2(p, n, cols, skips, ncols, need, bad, det, spans, &found);
+    else
 #endif
-        for (Py_ssize_t k = 0; k < ncols; k++) {
-            Py_ssize_t c = cols[k];
-            Py_ssize_t s = spans[2 * c], e = spans[2 * c + 1];
-            if (s < 0 || s + skips[k] >= e) continue;
-            if (scan_in(p + s + skips[k], e - s - skips[k], det, n - s - skips[k])) {
-                found = 1;
-                break;
-            }
-        }
-        pos = end;
+        why = rows_plain(p, n, cols, skips, ncols, need, bad, det, spans, &found);
+    if (why != NULL) {
+        PyErr_SetString(PyExc_ValueError, why);
+        goto done;
     }
     result = PyBool_FromLong(found);
 done:
