@@ -210,7 +210,7 @@ ends_with(const uint8_t *p, Py_ssize_t i, const char *lit, Py_ssize_t k)
 
    The test is a necessary condition of each trigger of scan() (a superset, never a subset): a value it does not
    clear goes through the loop as before, so the answer is the loop's in every case. Per trigger, what it needs:
-   - a run of 13 digits (cards): 13 digits in the value;
+   - a run of 13 digits (cards): the run itself;
    - the grouped shapes (card, SSN and NANP groups, IPv4's 9.9.): two separators ([ -.]) each right after a
      digit, and then either one of them followed by three digits (the last group) or two of them dots (IPv4);
    - "+" or "(" before a digit (E.164, (999)); two upper-case letters before a digit (IBAN);
@@ -245,21 +245,17 @@ quick_clear(const uint8_t *p, Py_ssize_t n, Py_ssize_t avail)
     const __m128i up = _mm_cmpeq_epi8(_mm_min_epu8(t, _mm_set1_epi8(25)), t);
     const __m128i dash = Q_EQ('-'), dot = Q_EQ('.'), colon = Q_EQ(':'), eye = Q_EQ('I');
 
-    /* The bytes whose triggers look at their neighbours, all at once: most values have none of them. */
-    const __m128i plus_paren = Q_OR(Q_EQ('+'), Q_EQ('(')), at = Q_EQ('@'), jay = Q_EQ('J'), vee = Q_EQ('V'),
-                  under = Q_EQ('_');
+    /* The triggers made of a byte and its neighbours. */
+    const __m128i byte = _mm_xor_si128(Q_EQ(0), _mm_set1_epi8(-1));
     __m128i hit = Q_AND(dig, Q_AND(Q_BEFORE(up, 1), Q_BEFORE(up, 2)));
-    {
-        const __m128i byte = _mm_xor_si128(Q_EQ(0), _mm_set1_epi8(-1));
-        hit = Q_OR(hit, Q_AND(plus_paren, Q_AFTER(dig, 1)));
-        hit = Q_OR(hit, Q_AND(at, Q_BEFORE(byte, 1)));
-        hit = Q_OR(hit, Q_AND(colon, Q_AFTER(colon, 1)));
-        hit = Q_OR(hit, Q_AND(jay, Q_BEFORE(Q_EQ('y'), 1)));
-        hit = Q_OR(hit, Q_AND(eye, Q_BEFORE(Q_OR(Q_EQ('K'), Q_EQ('S')), 1)));
-        hit = Q_OR(hit, Q_AND(vee, Q_BEFORE(eye, 1)));
-        hit = Q_OR(hit, Q_AND(under, Q_BEFORE(Q_OR(Q_OR(Q_EQ('h'), Q_EQ('a')), Q_EQ('v')), 2)));
-        hit = Q_OR(hit, Q_AND(dash, Q_BEFORE(Q_EQ('x'), 2)));
-    }
+    hit = Q_OR(hit, Q_AND(Q_OR(Q_EQ('+'), Q_EQ('(')), Q_AFTER(dig, 1)));
+    hit = Q_OR(hit, Q_AND(Q_EQ('@'), Q_BEFORE(byte, 1)));
+    hit = Q_OR(hit, Q_AND(colon, Q_AFTER(colon, 1)));
+    hit = Q_OR(hit, Q_AND(Q_EQ('J'), Q_BEFORE(Q_EQ('y'), 1)));
+    hit = Q_OR(hit, Q_AND(eye, Q_BEFORE(Q_OR(Q_EQ('K'), Q_EQ('S')), 1)));
+    hit = Q_OR(hit, Q_AND(Q_EQ('V'), Q_BEFORE(eye, 1)));
+    hit = Q_OR(hit, Q_AND(Q_EQ('_'), Q_BEFORE(Q_OR(Q_OR(Q_EQ('h'), Q_EQ('a')), Q_EQ('v')), 2)));
+    hit = Q_OR(hit, Q_AND(dash, Q_BEFORE(Q_EQ('x'), 2)));
     if (_mm_movemask_epi8(hit)) return 0;
 
     const __m128i after_digit = Q_BEFORE(dig, 1);
@@ -271,14 +267,12 @@ quick_clear(const uint8_t *p, Py_ssize_t n, Py_ssize_t avail)
         const unsigned dots = (unsigned)_mm_movemask_epi8(Q_AND(dot, after_digit));
         if (dots & (dots - 1)) return 0;
     }
-    if (n >= 13) {  /* thirteen digits? (without a popcount instruction: the baseline x86-64 has none) */
-        unsigned d = (unsigned)_mm_movemask_epi8(dig);
-        d = d - ((d >> 1) & 0x5555u);
-        d = (d & 0x3333u) + ((d >> 2) & 0x3333u);
-        d = (d + (d >> 4)) & 0x0F0Fu;
-        if (((d + (d >> 8)) & 0x1Fu) >= 13) return 0;
-    }
-    unsigned c = (unsigned)_mm_movemask_epi8(colon);  /* four colons? */
+    unsigned run = (unsigned)_mm_movemask_epi8(dig);  /* runs of 2, 4, 8, then 13 digits, ending at each bit */
+    run &= run << 1;
+    run &= run << 2;
+    run &= run << 4;
+    if (run & (run << 5)) return 0;
+    unsigned c = (unsigned)_mm_movemask_epi8(colon);  /* four colons? (no popcount instruction in baseline x86-64) */
     c &= c - 1;
     c &= c - 1;
     c &= c - 1;
@@ -299,7 +293,7 @@ quick_clear(const uint8_t *p, Py_ssize_t n, Py_ssize_t avail)
 /* The span of a row from its first to its last scanned value (length headers and unscanned values between them
    included) holds no trigger of any detector when region_clear_avx2() says so: every value in it then gets 0
    from scan(), whatever the detector set. The conditions are quick_clear()'s, over up to REGION_MAX bytes as
-   64-bit masks, with an exact test for a run of thirteen digits instead of a count. Each condition is necessary
+   64-bit masks. Each condition is necessary
    for its trigger inside one value, and a value's bytes are all in the span, so the test is a superset: headers
    and other values only add false alarms, after which the row's values are scanned one by one as before. Why:
    one test per row of short values instead of one loop per value; on rows of a name, a handle and a code, the
@@ -335,8 +329,8 @@ region_class(__m256i v, int role)
                             _mm256_shuffle_epi8(hi, _mm256_and_si256(_mm256_srli_epi16(v, 4), nibble)));
 }
 
-/* p[-2..n+1) is read (the caller's buffer has two bytes before any value: the length header); avail counts
-   from p. */
+/* Reads p[-2 .. 65) when avail (the bytes readable from p) allows, else a zero-padded copy of p[-2 .. n): a value
+   always has its four-byte length header before it. */
 __attribute__((target("avx2,popcnt"))) static inline int
 region_clear_avx2(const uint8_t *p, Py_ssize_t n, Py_ssize_t avail)
 {
