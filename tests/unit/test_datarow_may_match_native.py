@@ -89,7 +89,7 @@ short = st.lists(st.sampled_from(NEAR), max_size=14).map(bytes)
 @example([[b"4111111", b"", b"111111"]], ALL, (0, 1, 2))  # nor thirteen digits split across values
 def test_short_rows(rows: list[list[bytes | None]], bits: int, cols: tuple[int, ...]) -> None:
     """Rows whose scanned values are short take one test for the span from the first to the last of them
-    (region_clear in _prefilter_core.h), headers included: near misses of every trigger, within a value and
+    (region_clear_avx2 in _prefilter_core.h), headers included: near misses of every trigger, within a value and
     across its neighbours, give the reference's answer."""
     buf = b"".join(data_row(r) for r in rows)
     skips = (0,) * len(cols)
