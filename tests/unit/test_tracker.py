@@ -19,7 +19,7 @@ def test_pipelined_batches_stay_separate() -> None:
     t.parse("", "bad")
     t.sync()
     t.parse("", "select 1")
-    t.bind("", "", (b"1",))
+    t.bind("", "", 1)
     t.add("x")
     t.sync()
     assert t.error() == (None, [])

@@ -105,11 +105,17 @@ def leftovers(directory: Path) -> Iterator[Path]:
     if not directory.is_dir():
         return
     for path in sorted(directory.glob(f"*{SUFFIX}")):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            continue  # another gateway beside us is writing it
-        finally:
-            os.close(fd)
-        yield path
+        if not _live(path):  # a live one is another gateway's, beside us
+            yield path
+
+
+def _live(path: Path) -> bool:
+    """Does a live gateway hold this journal's lock?"""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False

@@ -75,16 +75,14 @@ class Refusal:
     frame: bytes
 
 
-_ABSENT = object()
-
-
 @dataclass(frozen=True, slots=True)
 class PendingParse:
     """Stands in the tracker for a Parse until ParseComplete; if the server rejects it, that is recorded."""
 
     text: str
     name: str = ""
-    previous: object = _ABSENT  # the name's text before this Parse, put back if the Parse never takes effect
+    previous: str | None = None  # the name's text before this Parse (None: there was none), put back if the
+    # Parse never takes effect
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +91,7 @@ class PendingClose:
 
     kind: str
     name: str
-    previous: object = _ABSENT
+    previous: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -383,12 +381,13 @@ class ClientConnection(_Endpoint):
             self.close()
         except TimeoutError:
             self._fatal("08P01", "wardgate: authentication timed out")
-        except ProtocolViolation as exc:
-            self._fatal("08P01", f"wardgate: protocol violation: {exc}")
-        except SessionRefused as exc:
-            self._fatal(exc.sqlstate, exc.message, f"refused: {exc.message}")
-        except UpstreamError as exc:
-            self._fatal(exc.sqlstate, exc.message, f"upstream failed: {exc.message}")
+        # One name per exception type: compiled (mypyc), a coroutine keeps each local as one typed slot.
+        except ProtocolViolation as violation:
+            self._fatal("08P01", f"wardgate: protocol violation: {violation}")
+        except SessionRefused as refused:
+            self._fatal(refused.sqlstate, refused.message, f"refused: {refused.message}")
+        except UpstreamError as failed:
+            self._fatal(failed.sqlstate, failed.message, f"upstream failed: {failed.message}")
         except Exception:
             log.exception("unexpected error during startup from %s", self.client_addr)
             self._fatal("XX000", "wardgate: internal error during startup (see the gateway log)")
@@ -490,21 +489,21 @@ class ClientConnection(_Endpoint):
                 f"wardgate could not reach the upstream of connection "
                 f'"{session.connection_name}" within {conn.connect_timeout:g}s',
             ) from None
-        except OSError as exc:
+        except OSError as unreachable:  # a name of its own: see _startup
             raise UpstreamError(
                 "08006",
                 f"wardgate could not reach the upstream of connection "
-                f'"{session.connection_name}": {exc.strerror or exc}',
+                f'"{session.connection_name}": {unreachable.strerror or unreachable}',
             ) from None
         except _Closed:
             raise UpstreamError(
                 "08006",
                 f'the upstream of connection "{session.connection_name}" closed the connection during login',
             ) from None
-        except UpstreamAuthError as exc:
+        except UpstreamAuthError as refused:
             raise UpstreamError(
                 "08006",
-                f'wardgate could not log in to the upstream of connection "{session.connection_name}": {exc}',
+                f'wardgate could not log in to the upstream of connection "{session.connection_name}": {refused}',
             ) from None
         if self.transport is None or self.transport.is_closing():
             up.close()  # the client left while we were logging in upstream
@@ -740,7 +739,7 @@ class ClientConnection(_Endpoint):
                 if not p.name:
                     self.tracker.statements.pop("", None)
                 return encode.parse(p.name, _REFUSED_SQL)
-        previous = self.tracker.statements.get(p.name, _ABSENT)
+        previous = self.tracker.statements.get(p.name)
         self.tracker.parse(p.name, p.query)
         self.tracker.add(PendingParse(p.query, p.name, previous))
         return frame
@@ -763,10 +762,10 @@ class ClientConnection(_Endpoint):
         """Parses and Closes the server never carried out: the statement names are put back, newest first."""
         for h in reversed(handles):
             if isinstance(h, PendingParse) or (isinstance(h, PendingClose) and h.kind == "S"):
-                if h.previous is _ABSENT:
+                if h.previous is None:
                     self.tracker.statements.pop(h.name, None)
                 else:
-                    self.tracker.statements[h.name] = cast(str, h.previous)
+                    self.tracker.statements[h.name] = h.previous
 
     def _on_execute(self, frame: bytes) -> bytes:
         assert self.session is not None
@@ -807,7 +806,7 @@ class ClientConnection(_Endpoint):
         c = decode.close(frame)
         if c.kind == "P":
             self.described.discard(c.name)
-        previous = self.tracker.statements.get(c.name, _ABSENT) if c.kind == "S" else _ABSENT
+        previous = self.tracker.statements.get(c.name) if c.kind == "S" else None
         self.tracker.close(c.kind, c.name)
         self.tracker.add(PendingClose(c.kind, c.name, previous))
         return frame
