@@ -6,9 +6,11 @@ DEMO    = examples/demo.yaml
 
 .PHONY: demo test lint unit integration clean system-deps
 
-# The C extensions are compiled by the editable install: a changed source is rebuilt by installing again.
-$(BIN)/.installed: pyproject.toml wardgate/masking/_prefilter.c wardgate/masking/_prefilter_core.h wardgate/masking/_bulk.c \
-		wardgate/protocols/postgres/_datarow.c
+# The C extensions and the modules compiled with mypyc (setup.py) are built by the editable install, next to
+# their sources: a changed source is rebuilt by installing again.
+COMPILED := $(shell python3 -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))['tool']['wardgate']['compiled'])")
+$(BIN)/.installed: pyproject.toml setup.py wardgate/masking/_prefilter.c wardgate/masking/_prefilter_core.h \
+		wardgate/masking/_bulk.c wardgate/protocols/postgres/_datarow.c wardgate/protocols/postgres/_framing.c $(COMPILED)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
 	touch $@
@@ -42,4 +44,5 @@ integration: $(BIN)/.installed
 	$(BIN)/pytest tests/integration
 
 clean:
-	rm -rf $(VENV) .wardgate .mypy_cache .ruff_cache .pytest_cache build wardgate/masking/_*.so wardgate/protocols/postgres/_*.so
+	rm -rf $(VENV) .wardgate .mypy_cache .ruff_cache .pytest_cache build
+	find wardgate -name "*.so" -delete

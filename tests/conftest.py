@@ -11,6 +11,7 @@ import ssl
 import subprocess
 import sys
 import time
+import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,21 @@ PG_PORT = int(os.environ.get("WARDGATE_TEST_PGPORT", "5432"))
 ADMIN_DSN = f"host={PG_HOST} port={PG_PORT} dbname=postgres user=postgres"
 ROOT = Path(__file__).resolve().parent.parent
 WARDGATE = [sys.executable, "-m", "wardgate.cli"]
+
+
+def compiled_modules() -> list[Path]:
+    """The sources that setup.py compiles with mypyc (pyproject.toml, [tool.wardgate])."""
+    with open(ROOT / "pyproject.toml", "rb") as f:
+        return [ROOT / p for p in tomllib.load(f)["tool"]["wardgate"]["compiled"]]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A compiled module shadows its source: tests run on an older build would test old code, and pass."""
+    stale = [str(src.relative_to(ROOT)) for src in compiled_modules()
+             for built in src.parent.glob(f"{src.stem}.*.so") if built.stat().st_mtime < src.stat().st_mtime]
+    if stale:
+        raise pytest.UsageError(f"compiled modules older than their sources: {', '.join(stale)}; rebuild them "
+                                f"with `make .venv/bin/.installed` (or `.venv/bin/pip install --no-deps -e .`)")
 
 
 def _require_postgres() -> None:
