@@ -31,8 +31,14 @@ C_EXTENSIONS = [
     Extension("wardgate.protocols.postgres._framing", ["wardgate/protocols/postgres/_framing.c"]),
 ]
 
+# How mypyc reads the code. The build runs in an environment of its own, without wardgate's dependencies
+# (SQLAlchemy, pydantic...): their types are unknown there, so the build ignores the project's mypy settings
+# (strict, which `make lint` applies with every dependency installed) and any cache of them, and takes what it
+# cannot import as Any; compiled code then reaches those libraries as interpreted code does. wardgate and
+# wardgate.frontends are namespace packages: mypy needs the explicit package bases to name their modules.
+MYPY_OPTIONS = ["--config-file=", "--python-version=3.11", "--explicit-package-bases", "--ignore-missing-imports",
+                f"--cache-dir={ROOT / 'build' / 'mypyc-cache'}"]
+
 # One shared library for the compiled modules (calls between them skip the interpreter), inside the package so
-# that an editable install finds it as wardgate._compiled__mypyc. wardgate and wardgate.frontends are namespace
-# packages: mypy needs the explicit package bases to name their modules.
-setup(ext_modules=[*C_EXTENSIONS,
-                   *mypycify(["--explicit-package-bases", *COMPILED], group_name="wardgate._compiled")])
+# that an editable install finds it as wardgate._compiled__mypyc.
+setup(ext_modules=[*C_EXTENSIONS, *mypycify([*MYPY_OPTIONS, *COMPILED], group_name="wardgate._compiled")])
