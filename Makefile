@@ -26,7 +26,7 @@ demo: $(BIN)/.installed
 
 ## Set up and run every check: lint, types, unit and integration tests against the real servers.
 test: $(BIN)/.installed system-deps
-	$(BIN)/ruff check wardgate tests bench
+	$(BIN)/ruff check wardgate tests bench setup.py
 	$(BIN)/mypy
 	$(BIN)/pytest
 
@@ -34,7 +34,7 @@ system-deps:
 	scripts/system-deps.sh
 
 lint: $(BIN)/.installed
-	$(BIN)/ruff check wardgate tests bench
+	$(BIN)/ruff check wardgate tests bench setup.py
 	$(BIN)/mypy
 
 unit: $(BIN)/.installed

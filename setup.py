@@ -5,8 +5,8 @@ Two kinds, both compiled by any install (`pip install -e .` puts each built modu
 - C extensions: the loops over bytes (message framing, the DataRow walk, masking's prefilter and per-row masks).
 - The per-statement Python, compiled with mypyc (the modules listed under [tool.wardgate] in pyproject.toml):
   the same typed source that mypy checks, turned into C so that a statement costs fewer instructions. Measured
-  under callgrind: 218-222k instructions per pgbench select-only transaction in the gateway's main process as
-  interpreted Python, 161k compiled (docs/design.md, "Compiled modules").
+  under callgrind (bench/instructions.py), per pgbench select-only transaction in the gateway's main process:
+  218-222k instructions interpreted, 151-157k compiled (docs/design.md, "Compiled modules").
 
 A compiled module shadows its source, so a changed source must be rebuilt: `make` does it when one changes, and
 the tests refuse to run on a compiled module older than its source (tests/conftest.py).

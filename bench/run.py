@@ -171,9 +171,10 @@ def drop_database(db: str, role: str) -> None:
 def start_wardgate(work: Path, db: str, role: str, name: str = "wardgate",
                    policy: dict[str, object] | None = None,
                    extra: dict[str, object] | None = None,
-                   launcher: list[str] | None = None) -> tuple[subprocess.Popen[bytes], Target]:
+                   launcher: list[str] | None = None,
+                   startup_timeout: float = 20) -> tuple[subprocess.Popen[bytes], Target]:
     """A wardgate process in ``work``; ``extra`` holds more top-level config keys (e.g. ``masking``); ``launcher``
-    replaces ``python -m wardgate.cli`` for the serving process (bench/no_audit.py)."""
+    replaces ``python -m wardgate.cli`` for the serving process (bench/no_audit.py, bench/instructions.py)."""
     port = free_port()
     cfg = work / "wardgate.yaml"
     cfg.write_text(json.dumps({
@@ -188,7 +189,7 @@ def start_wardgate(work: Path, db: str, role: str, name: str = "wardgate",
     log = open(work / "wardgate.log", "wb")  # noqa: SIM115 - lives as long as the process
     proc = subprocess.Popen([*(launcher or wardgate), "serve", "-c", str(cfg), "--log-level", "warning"], stdout=log,
                             stderr=subprocess.STDOUT)
-    wait_port(port)
+    wait_port(port, startup_timeout)
     token = subprocess.run([*wardgate, "token", "create", "-c", str(cfg), "--user", "bench", "--ttl", "2h"],
                            check=True, capture_output=True, text=True).stdout.strip()
     return proc, Target(name, port, "bench", "bench", token, proc.pid)
