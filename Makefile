@@ -8,7 +8,7 @@ DEMO    = examples/demo.yaml
 
 # The C extensions and the modules compiled with mypyc (setup.py) are built by the editable install, next to
 # their sources: a changed source is rebuilt by installing again.
-COMPILED := $(shell python3 -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))['tool']['wardgate']['compiled'])")
+COMPILED := $(shell $(PYTHON) -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))['tool']['wardgate']['compiled'])")
 $(BIN)/.installed: pyproject.toml setup.py wardgate/masking/_prefilter.c wardgate/masking/_prefilter_core.h \
 		wardgate/masking/_bulk.c wardgate/protocols/postgres/_datarow.c wardgate/protocols/postgres/_framing.c $(COMPILED)
 	$(PYTHON) -m venv $(VENV)

@@ -105,7 +105,7 @@ def leftovers(directory: Path) -> Iterator[Path]:
     if not directory.is_dir():
         return
     for path in sorted(directory.glob(f"*{SUFFIX}")):
-        if not _live(path):  # a live one is another gateway's, beside us
+        if not _live(path):  # a live journal is being written by another gateway beside us
             yield path
 
 
