@@ -70,6 +70,7 @@ def main() -> None:
         total = counted(out, proc.pid)
         print(f"{total / args.transactions:,.0f} instructions per transaction in the gateway's main process "
               f"(pgbench {args.pgbench_args}, 1 client, {args.transactions} transactions after {args.warmup})")
+        print(f"callgrind's dumps (for callgrind_annotate --inclusive=yes): {out}.*")
     finally:
         if proc is not None:
             proc.terminate()

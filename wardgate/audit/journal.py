@@ -19,6 +19,7 @@ import struct
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from ..store.db import Write
 
@@ -30,11 +31,20 @@ class JournalCorrupt(Exception):
     """A complete record whose checksum does not match: the journal was damaged."""
 
 
+# What the recorder stages: (table, key, values), the fields of a Write as one tuple, which is what a record
+# holds; statements are staged so, without a Write object each.
+Staged = tuple[str, str | None, dict[str, Any] | tuple[Any, ...]]
+
+
 def encode(writes: list[Write]) -> bytes:
+    return encode_staged([(w.table, w.key, w.values) for w in writes])
+
+
+def encode_staged(records: list[Staged]) -> bytes:
     out = []
     pack = _HEAD.pack
-    for w in writes:
-        payload = marshal.dumps((w.table, w.key, w.values))
+    for record in records:
+        payload = marshal.dumps(record)
         out.append(pack(len(payload), zlib.crc32(payload)))
         out.append(payload)
     return b"".join(out)
@@ -85,10 +95,11 @@ class Journal:
 
     def append(self, data: bytes) -> int:
         """Write ``data`` whole; return the offset just past it. Raises OSError when the disk refuses."""
-        view = memoryview(data)
-        while view:
-            n = os.write(self._fd, view)
-            view = view[n:]
+        n = os.write(self._fd, data)
+        if n < len(data):  # a short write (a full disk, a signal): the rest, without copying it
+            view = memoryview(data)[n:]
+            while view:
+                view = view[os.write(self._fd, view):]
         if self.fsync:
             os.fsync(self._fd)
         self.offset += len(data)

@@ -14,7 +14,7 @@ import base64
 import json
 import struct
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -26,14 +26,23 @@ from ..store.db import INSERT_COLUMNS, Write
 Journaled = tuple[bytes | None, bytes, int, int, int]
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Kept:
-    """The sample a statement is collecting while its rows go by: the first DataRow messages as sent."""
+    """The sample a statement is collecting while its rows go by: the first DataRow messages as sent.
+
+    One is made per statement with a result, so ``__init__`` is explicit (compiled, a direct call)."""
 
     description: bytes | None  # the RowDescription the client was sent (None: it never asked for one)
-    runs: list[bytes] = field(default_factory=list)  # DataRow messages, whole, no value longer than the bound
-    rows: int = 0
-    cut: int = 0  # values longer than the bound, kept cut
+    runs: list[bytes]  # DataRow messages, whole, no value longer than the bound
+    rows: int
+    cut: int  # values longer than the bound, kept cut
+
+    def __init__(self, description: bytes | None, runs: list[bytes] | None = None, rows: int = 0,
+                 cut: int = 0) -> None:
+        self.description = description
+        self.runs = [] if runs is None else runs
+        self.rows = rows
+        self.cut = cut
 
     def take(self, run: bytes, count: int, limit: int, value_bytes: int) -> None:
         """Keep the first rows of ``run`` (``count`` DataRows, already masked) until ``limit`` are kept.

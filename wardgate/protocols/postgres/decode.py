@@ -134,15 +134,20 @@ _MALFORMED = (ValueError, IndexError, struct.error)
 
 
 def _cstr(frame: bytes, pos: int) -> tuple[str, int]:
+    if frame[pos] == 0:  # the unnamed statement or portal, which most clients use: no search, no decode
+        return "", pos + 1
     nul = frame.index(0, pos)
     return frame[pos:nul].decode("utf-8"), nul + 1
 
 
 def _count(frame: bytes, pos: int) -> int:
-    (n,) = _H.unpack_from(frame, pos)
-    if n < 0:
+    """A non-negative int16 (bytes indexed one by one: compiled, that is a C array read, not a struct call)."""
+    if pos + 2 > len(frame):
+        raise ValueError("message too short")
+    high = frame[pos]
+    if high & 0x80:
         raise ValueError("negative count")
-    return int(n)
+    return (high << 8) | frame[pos + 1]
 
 
 def parse(frame: bytes) -> Parse:
@@ -210,14 +215,21 @@ def parse_cached(frame: bytes) -> Parse:
 
 
 def execute(frame: bytes) -> Execute:
+    portal = execute_portal(frame)
+    (max_rows,) = _I.unpack_from(frame, len(frame) - 4)
+    return Execute(portal, int(max_rows))
+
+
+def execute_portal(frame: bytes) -> str:
+    """An Execute's portal, validated: all the relay needs of it (its row limit is the server's business)."""
     try:
         portal, pos = _cstr(frame, 5)
-        (max_rows,) = _I.unpack_from(frame, pos)
-        if pos + 4 != len(frame):
-            raise ValueError("trailing bytes")
     except _MALFORMED as exc:
         raise ProtocolViolation(f"malformed Execute message: {exc}") from None
-    return Execute(portal, int(max_rows))
+    if pos + 4 != len(frame):
+        raise ProtocolViolation("malformed Execute message: " + ("trailing bytes" if pos + 4 < len(frame)
+                                                                 else "no row limit"))
+    return portal
 
 
 def close(frame: bytes) -> Close:
@@ -275,13 +287,23 @@ def notification(frame: bytes) -> tuple[int, bytes, bytes]:
 
 def describe(frame: bytes) -> tuple[str, str]:
     """A Describe's target: ("S", statement) or ("P", portal)."""
-    cur = _Cursor(frame, 5)
-    kind = chr(cur.raw(1)[0])
-    if kind not in ("S", "P"):
-        raise ProtocolViolation(f"invalid Describe target {kind!r}")
-    name = cur.cstring()
-    cur.done()
-    return kind, name
+    if len(frame) < 6:
+        raise ProtocolViolation("message too short")
+    target = frame[5]
+    if target not in (83, 80):  # "S", "P"
+        raise ProtocolViolation(f"invalid Describe target {chr(target)!r}")
+    try:
+        name, pos = _cstr(frame, 6)
+    except IndexError:
+        raise ProtocolViolation("unterminated string in message") from None
+    except ValueError:
+        # no NUL after the name, or a name that is not UTF-8
+        if frame.find(0, 6) < 0:
+            raise ProtocolViolation("unterminated string in message") from None
+        raise ProtocolViolation("invalid UTF-8 in message string") from None
+    if pos != len(frame):
+        raise ProtocolViolation("trailing bytes in message")
+    return "S" if target == 83 else "P", name
 
 
 def command_tag(frame: bytes) -> str:

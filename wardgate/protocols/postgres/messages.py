@@ -6,51 +6,53 @@ Everything else on the wire is relayed as an opaque frame: a proxy that decodes 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Final
 
 # Codes of the untyped first messages a client may send.
-PROTOCOL_3_0 = 196608
-SSL_REQUEST_CODE = 80877103
-GSSENC_REQUEST_CODE = 80877104
-CANCEL_REQUEST_CODE = 80877102
+PROTOCOL_3_0: Final = 196608
+SSL_REQUEST_CODE: Final = 80877103
+GSSENC_REQUEST_CODE: Final = 80877104
+CANCEL_REQUEST_CODE: Final = 80877102
 
-# Frontend (client -> server) message types, as the integer value of their type byte.
-QUERY = ord("Q")
-PARSE = ord("P")
-BIND = ord("B")
-EXECUTE = ord("E")
-DESCRIBE = ord("D")
-CLOSE = ord("C")
-SYNC = ord("S")
-FLUSH = ord("H")
-TERMINATE = ord("X")
-PASSWORD = ord("p")
-COPY_DATA = ord("d")
-COPY_DONE = ord("c")
-COPY_FAIL = ord("f")
-FUNCTION_CALL = ord("F")
+# Frontend (client -> server) message types, as the integer value of their type byte. Final literals: compiled
+# code (mypyc) inlines them, where a plain module attribute would be looked up at each use.
+QUERY: Final = 81  # "Q"
+PARSE: Final = 80  # "P"
+BIND: Final = 66  # "B"
+EXECUTE: Final = 69  # "E"
+DESCRIBE: Final = 68  # "D"
+CLOSE: Final = 67  # "C"
+SYNC: Final = 83  # "S"
+FLUSH: Final = 72  # "H"
+TERMINATE: Final = 88  # "X"
+PASSWORD: Final = 112  # "p"
+COPY_DATA: Final = 100  # "d"
+COPY_DONE: Final = 99  # "c"
+COPY_FAIL: Final = 102  # "f"
+FUNCTION_CALL: Final = 70  # "F"
 
 # Backend (server -> client) message types.
-AUTHENTICATION = ord("R")
-PARAMETER_STATUS = ord("S")
-BACKEND_KEY_DATA = ord("K")
-READY_FOR_QUERY = ord("Z")
-ERROR_RESPONSE = ord("E")
-NOTICE_RESPONSE = ord("N")
-COMMAND_COMPLETE = ord("C")
-EMPTY_QUERY_RESPONSE = ord("I")
-PORTAL_SUSPENDED = ord("s")
-DATA_ROW = ord("D")
-ROW_DESCRIPTION = ord("T")
-NEGOTIATE_PROTOCOL_VERSION = ord("v")
-PARSE_COMPLETE = ord("1")
+AUTHENTICATION: Final = 82  # "R"
+PARAMETER_STATUS: Final = 83  # "S"
+BACKEND_KEY_DATA: Final = 75  # "K"
+READY_FOR_QUERY: Final = 90  # "Z"
+ERROR_RESPONSE: Final = 69  # "E"
+NOTICE_RESPONSE: Final = 78  # "N"
+COMMAND_COMPLETE: Final = 67  # "C"
+EMPTY_QUERY_RESPONSE: Final = 73  # "I"
+PORTAL_SUSPENDED: Final = 115  # "s"
+DATA_ROW: Final = 68  # "D"
+ROW_DESCRIPTION: Final = 84  # "T"
+NEGOTIATE_PROTOCOL_VERSION: Final = 118  # "v"
+PARSE_COMPLETE: Final = 49  # "1"
 
 # Authentication request codes (payload of an 'R' message).
-AUTH_OK = 0
-AUTH_CLEARTEXT = 3
-AUTH_MD5 = 5
-AUTH_SASL = 10
-AUTH_SASL_CONTINUE = 11
-AUTH_SASL_FINAL = 12
+AUTH_OK: Final = 0
+AUTH_CLEARTEXT: Final = 3
+AUTH_MD5: Final = 5
+AUTH_SASL: Final = 10
+AUTH_SASL_CONTINUE: Final = 11
+AUTH_SASL_FINAL: Final = 12
 
 
 @dataclass(frozen=True, slots=True)
