@@ -209,11 +209,11 @@ def readable(text: str) -> dict[str, Any]:
 def prepare(writes: list[Write]) -> list[Write]:
     """Replace each journaled sample among ``writes`` with its stored text (in place; returns ``writes``)."""
     at = _SAMPLE_AT
-    for i, w in enumerate(writes):
+    for w in writes:
         if w.table == "statements":
             values = w.values
             if isinstance(values, tuple) and len(values) > at and isinstance(values[at], tuple):
-                writes[i] = Write("statements", (*values[:at], stored(values[at]), *values[at + 1 :]), w.key)
+                w.values = (*values[:at], stored(values[at]), *values[at + 1 :])
     return writes
 
 

@@ -50,12 +50,14 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Write:
     """One audit write: an insert or an update by primary key.
 
     ``values`` is a dict of columns, or, for inserts on the hot path, a tuple in the order of
-    ``INSERT_COLUMNS[table]`` (no per-record dict to build and encode).
+    ``INSERT_COLUMNS[table]`` (no per-record dict to build and encode). Not frozen, though nothing changes one:
+    the shipper builds one or two per record, and a frozen dataclass's ``__init__`` (``object.__setattr__`` per
+    field) costs ~7x a plain one's (1.7 us against 0.24 for six fields, here).
     """
 
     table: str
