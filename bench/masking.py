@@ -48,6 +48,7 @@ from wardgate.masking.detectors import luhn
 ROWS = 1000
 PII_QUERY = "SELECT id, name, email, card, amount FROM bench_customers;\n"
 PLAIN_QUERY = "SELECT id, name, handle, ref, amount FROM bench_plain;\n"
+PLAIN_REF = "ORD-2024-{:06d}"  # the plain table's ref column; --plain-ref changes it
 
 WORKLOADS = [
     Workload("PII rows, 4 clients", ("-M", "extended"), 4, PII_QUERY),
@@ -87,7 +88,7 @@ def customer_rows(rng: random.Random) -> list[tuple[int, str, str, str, str]]:
     return rows
 
 
-def plain_rows(rng: random.Random, ref: str = "ORD-2024-{:06d}") -> list[tuple[int, str, str, str, str]]:
+def plain_rows(rng: random.Random, ref: str = PLAIN_REF) -> list[tuple[int, str, str, str, str]]:
     return [(i, f"{rng.choice(FIRST)} {rng.choice(LAST)}", f"user_{rng.randint(1, 99999)}", ref.format(i),
              f"{rng.randint(1, 99999)}.{rng.randint(0, 99):02d}") for i in range(1, ROWS + 1)]
 
@@ -201,7 +202,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="2 s runs, 1 repetition (a smoke test of the harness)")
     ap.add_argument("--json", type=Path, help="also write the raw results here")
     ap.add_argument("--only", help="run only the workloads whose name contains this text (e.g. '4 clients')")
-    ap.add_argument("--plain-ref", default="ORD-2024-{:06d}",
+    ap.add_argument("--plain-ref", default=PLAIN_REF,
                     help="format of bench_plain.ref, {} is the row number (default %(default)s, which the prefilter "
                          "clears; 'ORD{:06d}' holds 'AA99', the prefilter's IBAN trigger, so every run is scanned)")
     args = ap.parse_args()

@@ -14,14 +14,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from wardgate.frontends.pg_masking import ROWS
+from wardgate.frontends.pg_masking import ROWS, SessionMasker
 from wardgate.masking import Scanner, Style
 from wardgate.masking import results as results_module
 from wardgate.masking.bulk import UNSURE, whole_kinds_py
 from wardgate.masking.detectors import Prefilter
-from wardgate.masking.policy import MaskingPolicy, MaskRule, expand_detectors
+from wardgate.masking.policy import ColumnPattern, MaskingPolicy, MaskRule, expand_detectors
 from wardgate.masking.results import Column, Counts, Kind, ResultPlan
-from wardgate.protocols.postgres import encode
+from wardgate.protocols.postgres import decode, encode
 
 PIECES = [
     b"jane.doe@example.com", b"x@2x.png", b"icon@2x.png", b".lead@example.org", b"4111 1111 1111 1111",
@@ -73,3 +73,46 @@ def test_the_fast_path_changes_nothing_but_speed(monkeypatch: pytest.MonkeyPatch
         m.setattr(results_module, "whole_kinds", fast(p.scanner))
         quick = run(p, rows)
     assert quick == slow
+
+
+# --- the relay's own row test (SessionMasker.clean_test) -----------------------------------------------------------
+
+KINDS = st.sampled_from([Kind.TEXT, Kind.TEXT, Kind.NOT_TEXT, Kind.JSONB_BINARY, Kind.STRUCTURED])
+DETECTORS = st.sampled_from([("all",), ("email",), ("credit_card", "phone"), ("ipv4", "jwt")])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.lists(st.one_of(st.none(), VALUE), min_size=3, max_size=3), min_size=1, max_size=8),
+       st.lists(KINDS, min_size=3, max_size=3), DETECTORS)
+def test_a_run_the_clean_test_passes_is_one_mask_rows_leaves_alone(rows: list[list[bytes | None]],
+                                                                    kinds: list[Kind], names: tuple[str, ...]) -> None:
+    """The relay skips mask_rows for a run when rows_may_match answers False with the clean test's arguments: that
+    is only right if mask_rows would have returned the run unchanged, with nothing counted."""
+    masking = MaskingPolicy([MaskRule("r", Style.PARTIAL, (), expand_detectors(names))],
+                            key=b"k" * 32).for_session("c", [])[0]
+    assert masking is not None
+    p = ResultPlan(masking, [Column(f"c{i}", (), False, k) for i, k in enumerate(kinds)])
+    test = SessionMasker.clean_test(p)
+    buf = b"".join(encode.data_row(r) for r in rows)
+    if test is None:
+        assert not p.scans
+        return
+    if not decode.rows_may_match(buf, *test):
+        counts: Counts = {}
+        assert p.mask_rows(buf, ROWS, counts) is buf
+        assert counts == {}
+
+
+def test_no_clean_test_for_a_plan_that_marks_a_column() -> None:
+    """A marked column is masked in every row, whatever the detectors find: no run passes untouched."""
+    rule = MaskRule("cols", Style.PARTIAL, columns=(ColumnPattern.parse("*.email"),),
+                    detectors=expand_detectors(("all",)))
+    masking = MaskingPolicy([rule], key=b"k" * 32).for_session("c", [])[0]
+    assert masking is not None
+    marked = ResultPlan(masking, [Column("email", (), False, Kind.TEXT), Column("note", (), False, Kind.TEXT)])
+    assert marked.whole
+    assert SessionMasker.clean_test(marked) is None
+    scan_only = ResultPlan(masking, [Column("note", (), False, Kind.TEXT)])
+    assert SessionMasker.clean_test(scan_only) == ((0,), (0,), scan_only.scanner.prefilter.native_bits,  # type: ignore[union-attr]
+                                                   scan_only.scanner.prefilter.may_match)  # type: ignore[union-attr]
+    assert SessionMasker.clean_test(None) is None

@@ -7,7 +7,7 @@ rewritten bytes of DataRow runs, CopyData, ErrorResponse/NoticeResponse fields a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from ..catalog import Catalog
 from ..masking.detectors import Prefilter
@@ -21,6 +21,10 @@ from ..protocols.postgres.types import column_kind
 _PLAN_CACHE = 256
 # Error and notice fields that can quote data: message, detail, hint, context (where), internal query.
 _TEXT_FIELDS = frozenset(b"MDHWqp")
+
+
+# (columns, skips, built-in detector bits, prefilter test): see SessionMasker.clean_test
+CleanTest = tuple[tuple[int, ...], tuple[int, ...], int, Callable[[memoryview], bool]]
 
 
 class NeedCatalog(Exception):
@@ -115,6 +119,17 @@ class SessionMasker:
 
     def rows(self, plan: ResultPlan, run: bytes, counts: Counts) -> bytes:
         return plan.mask_rows(run, ROWS, counts)
+
+    @staticmethod
+    def clean_test(plan: ResultPlan | None) -> CleanTest | None:
+        """The arguments of ``decode.rows_may_match`` for which a False answer means :meth:`rows` would return the
+        run unchanged, or None when no such test exists for the plan (it marks whole columns, which are masked in
+        every row). The relay asks it itself, from compiled code, so that a run with nothing to mask costs the row
+        test and nothing more."""
+        if plan is None or not plan.steps or plan.whole or plan.scanner is None or not plan.scans:
+            return None
+        prefilter = plan.scanner.prefilter
+        return plan.scan_columns, plan.scan_skips, prefilter.native_bits, prefilter.may_match
 
     def _free(self, value: bytes, label: str, counts: Counts, styles: dict[str, Style] | None = None) -> bytes | None:
         m = self.masking

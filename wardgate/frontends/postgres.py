@@ -48,7 +48,7 @@ from ..protocols.postgres.framing import (
 from ..protocols.postgres.tracker import ExchangeTracker
 from ..store import StoreError
 from ..tls import upstream_context
-from .pg_masking import NeedCatalog, SessionMasker
+from .pg_masking import CleanTest, NeedCatalog, SessionMasker
 from .pg_review import HeldMessage, Outcome, wait_for_review
 
 log = logging.getLogger("wardgate.postgres")
@@ -338,6 +338,7 @@ class ClientConnection(_Endpoint):
         self.row_description: bytes | None = None  # the current simple-protocol result's
         self.plan_for: object = None  # the record the plan below was chosen for
         self.plan: object = None
+        self.clean_test: CleanTest | None = None  # the plan's (SessionMasker.clean_test)
         replay = frontend.config.audit.replay
         self.keep_rows, self.keep_bytes = replay.rows, replay.value_bytes  # result samples for session replay
         self.copy_out = -1  # format of the COPY TO STDOUT in progress (0 text, 1 binary), -1: none
@@ -1098,12 +1099,16 @@ class ClientConnection(_Endpoint):
             if described is None:
                 # Rows with no description: the gateway cannot tell which column is which, so it sends none.
                 raise ProtocolViolation("result rows without a description of their columns")
-            self.plan = masker.plan(described)
+            plan = masker.plan(described)
+            self.plan = plan
+            self.clean_test = masker.clean_test(plan)
             self.plan_for = head
-        plan = self.plan
-        if plan is None:
+        if self.plan is None:
             return run
-        return masker.rows(plan, run, self._counts())  # type: ignore[arg-type]
+        test = self.clean_test
+        if test is not None and not decode.rows_may_match(run, test[0], test[1], test[2], test[3]):
+            return run
+        return masker.rows(self.plan, run, self._counts())  # type: ignore[arg-type]
 
     def _keep(self, run: bytes, count: int) -> None:
         """Keep the first rows of the statement's result, as sent (after masking), for its audit record."""
