@@ -64,7 +64,7 @@ class SessionMasker:
     def __init__(self, masking: SessionMasking, catalog: Catalog) -> None:
         self.masking = masking
         self.catalog = catalog
-        self.plans: dict[bytes, ResultPlan | None] = {}
+        self.plans: dict[bytes, tuple[ResultPlan | None, CleanTest | None]] = {}
         self.oids: dict[bytes, frozenset[int]] = {}  # the tables a RowDescription names (its bytes -> OIDs)
         # binary COPY cannot change the length of a field: every detector is masked in the partial style there
         self.copy_binary_styles = dict.fromkeys(masking.styles, Style.PARTIAL)
@@ -87,8 +87,9 @@ class SessionMasker:
         if missing:
             raise NeedCatalog(missing)
 
-    def plan(self, frame: bytes) -> ResultPlan | None:
-        """The plan for rows described by this RowDescription; None when nothing in them can be masked."""
+    def plan(self, frame: bytes) -> tuple[ResultPlan | None, CleanTest | None]:
+        """The plan for rows described by this RowDescription (None when nothing in them can be masked), and its
+        :meth:`clean_test`: asked for every statement, so both are kept by RowDescription."""
         try:
             return self.plans[frame]
         except KeyError:
@@ -99,8 +100,8 @@ class SessionMasker:
             plan = None
         if len(self.plans) >= _PLAN_CACHE:
             self.plans.clear()
-        self.plans[frame] = plan
-        return plan
+        planned = self.plans[frame] = plan, self.clean_test(plan)
+        return planned
 
     def _column(self, f: Field) -> Column:
         names: tuple[ColumnName, ...] = ()

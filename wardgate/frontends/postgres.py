@@ -1099,9 +1099,7 @@ class ClientConnection(_Endpoint):
             if described is None:
                 # Rows with no description: the gateway cannot tell which column is which, so it sends none.
                 raise ProtocolViolation("result rows without a description of their columns")
-            plan = masker.plan(described)
-            self.plan = plan
-            self.clean_test = masker.clean_test(plan)
+            self.plan, self.clean_test = masker.plan(described)
             self.plan_for = head
         if self.plan is None:
             return run

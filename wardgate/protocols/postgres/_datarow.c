@@ -288,63 +288,78 @@ row_region(const uint8_t *p, Py_ssize_t n, Py_ssize_t pos, Py_ssize_t lo, Py_ssi
 }
 #endif
 
-/* The rows of a run, one after another, until one may match (*found = 1); NULL, or why the run is malformed.
-   Instantiated twice: for any CPU, and with AVX2 enabled, where a row whose chosen values lie within REGION_MAX
-   bytes is first tested whole (region_clear_avx2, inlined here so that its tables stay in registers across
-   rows). lo and hi are the least and greatest chosen index (with the region test only). */
+/* The row at p[pos..n), read exactly: its end in *end, and *found = 1 when a chosen value may match; NULL, or why
+   the row is malformed. */
 static inline __attribute__((always_inline)) const char *
-rows_loop(const uint8_t *p, Py_ssize_t n, const Py_ssize_t *cols, const Py_ssize_t *skips, Py_ssize_t ncols,
-          Py_ssize_t need, int bad, unsigned det, Py_ssize_t *spans, int *found, const int region,
-          Py_ssize_t lo, Py_ssize_t hi)
+exact_row(const uint8_t *p, Py_ssize_t n, Py_ssize_t pos, const Py_ssize_t *cols, const Py_ssize_t *skips,
+          Py_ssize_t ncols, Py_ssize_t need, int bad, unsigned det, Py_ssize_t *spans, Py_ssize_t *end, int *found)
 {
-    for (Py_ssize_t pos = 0; pos < n;) {
-#ifdef HAVE_REGION_TEST
-        if (region) {  /* one test for the span of the row's chosen values, when it is short */
-            Py_ssize_t end = 0, first = 0, last = 0;
-            if (row_region(p, n, pos, lo, hi, &end, &first, &last)
-                && (last <= first
-                    || (last - first <= REGION_MAX && region_clear_avx2(p + first, last - first, n - first)))) {
-                pos = end;
-                continue;
-            }
+    Py_ssize_t count = 0;
+    const char *why = check_row_spans(p, n, pos, end, &count, spans, need);
+    if (why != NULL) return why;
+    if (bad || need > count) return "fewer values than the result has columns";
+    for (Py_ssize_t k = 0; k < ncols; k++) {
+        Py_ssize_t c = cols[k];
+        Py_ssize_t s = spans[2 * c], e = spans[2 * c + 1];
+        if (s < 0 || s + skips[k] >= e) continue;
+        if (scan_in(p + s + skips[k], e - s - skips[k], det, n - s - skips[k])) {
+            *found = 1;
+            return NULL;
         }
-#else
-        (void)region;
-        (void)lo;
-        (void)hi;
-#endif
-        Py_ssize_t end = 0, count = 0;
-        const char *why = check_row_spans(p, n, pos, &end, &count, spans, need);
-        if (why != NULL) return why;
-        if (bad || need > count) return "fewer values than the result has columns";
-        for (Py_ssize_t k = 0; k < ncols; k++) {
-            Py_ssize_t c = cols[k];
-            Py_ssize_t s = spans[2 * c], e = spans[2 * c + 1];
-            if (s < 0 || s + skips[k] >= e) continue;
-            if (scan_in(p + s + skips[k], e - s - skips[k], det, n - s - skips[k])) {
-                *found = 1;
-                return NULL;
-            }
-        }
-        pos = end;
     }
     return NULL;
 }
 
+/* The rows of a run, one after another, until one may match (*found = 1); NULL, or why the run is malformed. */
 static const char *
 rows_plain(const uint8_t *p, Py_ssize_t n, const Py_ssize_t *cols, const Py_ssize_t *skips, Py_ssize_t ncols,
            Py_ssize_t need, int bad, unsigned det, Py_ssize_t *spans, int *found)
 {
-    return rows_loop(p, n, cols, skips, ncols, need, bad, det, spans, found, 0, 0, 0);
+    for (Py_ssize_t pos = 0; pos < n && !*found;) {
+        const char *why = exact_row(p, n, pos, cols, skips, ncols, need, bad, det, spans, &pos, found);
+        if (why != NULL) return why;
+    }
+    return NULL;
 }
 
 #ifdef HAVE_REGION_TEST
+#define BATCH 16
+
+/* rows_plain() with AVX2, where a row whose chosen values lie within REGION_MAX bytes is first tested whole
+   (region_clear_avx2); lo and hi are the least and greatest chosen index. Rows are taken BATCH at a time: first
+   the region of each is found (row_region), then each region is tested. Why: finding a region is a chain of
+   dependent loads (each value's length says where the next one is), ~6 of them a row; walked one row at a
+   time, each row's chain waited for the previous row's test, and the chains were most of the time. Walked
+   together, the rows' chains overlap. A row that row_region() or the region test does not clear is read by
+   exact_row(), in order, so that errors and the answer are those of rows_plain(). */
 __attribute__((target("avx2,popcnt"))) static const char *
 rows_avx2(const uint8_t *p, Py_ssize_t n, const Py_ssize_t *cols, const Py_ssize_t *skips, Py_ssize_t ncols,
           Py_ssize_t need, int bad, unsigned det, Py_ssize_t *spans, int *found, Py_ssize_t lo, Py_ssize_t hi)
 {
-    return rows_loop(p, n, cols, skips, ncols, need, bad, det, spans, found, 1, lo, hi);
+    Py_ssize_t pos = 0;
+    while (pos < n) {
+        Py_ssize_t ends[BATCH], firsts[BATCH], lasts[BATCH];
+        int m = 0;
+        for (Py_ssize_t at = pos; m < BATCH && at < n; at = ends[m++])
+            if (!row_region(p, n, at, lo, hi, &ends[m], &firsts[m], &lasts[m])) break;
+        for (int i = 0; i < m; i++) {
+            const Py_ssize_t first = firsts[i], last = lasts[i];
+            if (last <= first || (last - first <= REGION_MAX && region_clear_avx2(p + first, last - first, n - first)))
+                continue;
+            Py_ssize_t end = 0;
+            const char *why = exact_row(p, n, i ? ends[i - 1] : pos, cols, skips, ncols, need, bad, det, spans, &end,
+                                        found);
+            if (why != NULL || *found) return why;
+        }
+        if (m > 0) pos = ends[m - 1];
+        if (m < BATCH && pos < n) {  /* row_region() did not take the row at pos */
+            const char *why = exact_row(p, n, pos, cols, skips, ncols, need, bad, det, spans, &pos, found);
+            if (why != NULL || *found) return why;
+        }
+    }
+    return NULL;
 }
+#undef BATCH
 #endif
 
 PyDoc_STRVAR(may_match_doc,
