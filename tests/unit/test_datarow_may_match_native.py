@@ -151,6 +151,25 @@ def test_broken_runs(case: tuple[bytes, tuple[int, ...], tuple[int, ...], int], 
     assert native(buf, cols, skips, bits) == reference(buf, cols, skips, bits), (buf, cols, skips, bits)
 
 
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 50), st.integers(2, 5), st.data())
+def test_long_runs_across_the_batches_of_the_row_test(nrows: int, width: int, data: st.DataObject) -> None:
+    """The AVX2 row test finds the regions of 16 rows before it tests them: runs of up to 50 rows, mostly plain
+    with a trigger here and there, whole or broken at any byte, give the reference's answer or refusal wherever
+    a hit, a NULL or the break falls against the batches' edges."""
+    plain = st.sampled_from([b"Anna Kim", b"user_12345", b"ORD-2024-000123", b"", b"12345.67", b"Jos\xc3\xa9"])
+    value = st.one_of(st.none(), plain, plain, plain, plain, st.sampled_from(SMALLEST))
+    rows = [data.draw(st.lists(value, min_size=width, max_size=width)) for _ in range(nrows)]
+    cols = tuple(data.draw(st.lists(st.integers(0, width - 1), min_size=2, max_size=4)))
+    buf = b"".join(data_row(r) for r in rows)
+    if buf and data.draw(st.booleans()):
+        at = data.draw(st.integers(0, len(buf) - 1))
+        buf = buf[:at] + bytes([data.draw(st.integers(0, 255))]) + buf[at + 1 :] if data.draw(st.booleans()) \
+            else buf[:at]
+    skips = (0,) * len(cols)
+    assert native(buf, cols, skips, ALL) == reference(buf, cols, skips, ALL)
+
+
 def test_stops_at_the_first_row_that_may_match() -> None:
     """Rows after a hit are not read (as in the reference): a broken tail does not turn a True into an error."""
     buf = data_row([b"jane@example.com"]) + b"D\x00\x00"
