@@ -309,34 +309,25 @@ quick_clear(const uint8_t *p, Py_ssize_t n, Py_ssize_t avail)
    (Anchoring every pair at its last byte saves a fourth class, the byte after.)
    tests/unit/test_datarow_may_match_native.py puts the smallest form of every trigger in a short row, at each
    offset in both 32-byte halves, so that a bit missing from a table fails there. */
-#define TWICE(...) __VA_ARGS__, __VA_ARGS__  /* vpshufb looks up within each 16-byte lane: a table fills both */
-#define X8(b) b, b, b, b, b, b, b, b
-#define SPLAT(b) {X8(b), X8(b), X8(b), X8(b)}
-enum { RV_V0_LO, RV_V0_HI, RV_M1_LO, RV_M1_HI, RV_M2_LO, RV_M2_HI, RV_NIBBLE, RV_ZERO, RV_NINE, RV_DOT, RV_SPACE,
-       RV_DASH, RV_COLON, RV_COUNT };
-/* The tables, and the constants the test compares with, as 32-byte rows: each is then one load, or the operand of
-   the instruction that uses it, where _mm256_set1_epi8 would be rebuilt (three instructions) for every row. */
-static const uint8_t region_vec[RV_COUNT][32] __attribute__((aligned(32))) = {
-    {TWICE(0x07, 0x03, 0x03, 0x03, 0x03, 0x03, 0x23, 0x03, 0x03, 0x23, 0x18, 0x00, 0x00, 0x80, 0x00, 0x40)},
-    {TWICE(0x00, 0x00, 0x80, 0x0b, 0x34, 0x60, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00)},
-    {TWICE(0xc6, 0xc6, 0xc6, 0xe6, 0xc6, 0xc6, 0xc6, 0xc6, 0xc7, 0xf6, 0xce, 0xe7, 0xc6, 0xc6, 0xc6, 0xc6)},
-    {TWICE(0xc4, 0xc4, 0xc5, 0xcc, 0xe6, 0xe6, 0xc4, 0xd4, 0xc4, 0xc4, 0xc4, 0xc4, 0xc4, 0xc4, 0xc4, 0xc4)},
-    {TWICE(0x3f, 0x7f, 0x3f, 0x3f, 0x3f, 0x3f, 0x7f, 0x3f, 0xff, 0x3f, 0x3f, 0x3f, 0x3f, 0x3f, 0x3f, 0x3f)},
-    {TWICE(0x3d, 0x3d, 0x3d, 0x3d, 0x3f, 0x3f, 0x7d, 0xfd, 0x3d, 0x3d, 0x3d, 0x3d, 0x3d, 0x3d, 0x3d, 0x3d)},
-    SPLAT(0x0F), SPLAT('0'), SPLAT(9), SPLAT('.'), SPLAT(' '), SPLAT('-'), SPLAT(':'),
+static const uint8_t region_luts[6][16] = {
+    {0x07, 0x03, 0x03, 0x03, 0x03, 0x03, 0x23, 0x03, 0x03, 0x23, 0x18, 0x00, 0x00, 0x80, 0x00, 0x40},  /* V0, low */
+    {0x00, 0x00, 0x80, 0x0b, 0x34, 0x60, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00},  /* V0, high */
+    {0xc6, 0xc6, 0xc6, 0xe6, 0xc6, 0xc6, 0xc6, 0xc6, 0xc7, 0xf6, 0xce, 0xe7, 0xc6, 0xc6, 0xc6, 0xc6},  /* M1, low */
+    {0xc4, 0xc4, 0xc5, 0xcc, 0xe6, 0xe6, 0xc4, 0xd4, 0xc4, 0xc4, 0xc4, 0xc4, 0xc4, 0xc4, 0xc4, 0xc4},  /* M1, high */
+    {0x3f, 0x7f, 0x3f, 0x3f, 0x3f, 0x3f, 0x7f, 0x3f, 0xff, 0x3f, 0x3f, 0x3f, 0x3f, 0x3f, 0x3f, 0x3f},  /* M2, low */
+    {0x3d, 0x3d, 0x3d, 0x3d, 0x3f, 0x3f, 0x7d, 0xfd, 0x3d, 0x3d, 0x3d, 0x3d, 0x3d, 0x3d, 0x3d, 0x3d},  /* M2, high */
 };
-#undef TWICE
-#undef X8
-#undef SPLAT
-#define RV(k) _mm256_load_si256((const __m256i *)region_vec[k])
+enum { ROLE_V0, ROLE_M1, ROLE_M2 };
 
-/* The classes of the bytes of v in one role (RV_V0_LO, RV_M1_LO or RV_M2_LO): the AND of the lookups of the low
-   and the high nibble. */
+/* The classes of the bytes of v in one role: the AND of the lookups of the low and the high nibble. */
 __attribute__((target("avx2,popcnt"))) static inline __m256i
 region_class(__m256i v, int role)
 {
-    return _mm256_and_si256(_mm256_shuffle_epi8(RV(role), _mm256_and_si256(v, RV(RV_NIBBLE))),
-                            _mm256_shuffle_epi8(RV(role + 1), _mm256_and_si256(_mm256_srli_epi16(v, 4), RV(RV_NIBBLE))));
+    const __m256i nibble = _mm256_set1_epi8(0x0F);
+    const __m256i lo = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)region_luts[2 * role]));
+    const __m256i hi = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)region_luts[2 * role + 1]));
+    return _mm256_and_si256(_mm256_shuffle_epi8(lo, _mm256_and_si256(v, nibble)),
+                            _mm256_shuffle_epi8(hi, _mm256_and_si256(_mm256_srli_epi16(v, 4), nibble)));
 }
 
 /* Reads p[-2 .. 64) when avail (the bytes readable from p) allows, else a zero-padded copy of p[-2 .. n): a value
@@ -356,21 +347,21 @@ region_clear_avx2(const uint8_t *p, Py_ssize_t n, Py_ssize_t avail)
         const uint8_t *q = p + 32 * half;
         const __m256i v = _mm256_loadu_si256((const __m256i *)q);
         const __m256i pair = _mm256_and_si256(
-            _mm256_and_si256(region_class(v, RV_V0_LO),
-                             region_class(_mm256_loadu_si256((const __m256i *)(q - 1)), RV_M1_LO)),
-            region_class(_mm256_loadu_si256((const __m256i *)(q - 2)), RV_M2_LO));
+            _mm256_and_si256(region_class(v, ROLE_V0),
+                             region_class(_mm256_loadu_si256((const __m256i *)(q - 1)), ROLE_M1)),
+            region_class(_mm256_loadu_si256((const __m256i *)(q - 2)), ROLE_M2));
         const __m256i zero = _mm256_setzero_si256();
-        const __m256i t = _mm256_sub_epi8(v, RV(RV_ZERO));
-        const __m256i d = _mm256_cmpeq_epi8(_mm256_min_epu8(t, RV(RV_NINE)), t);
-        const __m256i dt = _mm256_cmpeq_epi8(v, RV(RV_DOT));
-        const __m256i sp = _mm256_or_si256(_mm256_or_si256(_mm256_cmpeq_epi8(v, RV(RV_SPACE)), dt),
-                                           _mm256_cmpeq_epi8(v, RV(RV_DASH)));
+        const __m256i t = _mm256_sub_epi8(v, _mm256_set1_epi8('0'));
+        const __m256i d = _mm256_cmpeq_epi8(_mm256_min_epu8(t, _mm256_set1_epi8(9)), t);
+        const __m256i dt = _mm256_cmpeq_epi8(v, _mm256_set1_epi8('.'));
+        const __m256i sp = _mm256_or_si256(_mm256_or_si256(_mm256_cmpeq_epi8(v, _mm256_set1_epi8(' ')), dt),
+                                           _mm256_cmpeq_epi8(v, _mm256_set1_epi8('-')));
         const int shift = 32 * half;
         hit |= (uint64_t)(uint32_t)~_mm256_movemask_epi8(_mm256_cmpeq_epi8(pair, zero)) << shift;
         dig |= (uint64_t)(uint32_t)_mm256_movemask_epi8(d) << shift;
         sep |= (uint64_t)(uint32_t)_mm256_movemask_epi8(sp) << shift;
         dot |= (uint64_t)(uint32_t)_mm256_movemask_epi8(dt) << shift;
-        colon |= (uint64_t)(uint32_t)_mm256_movemask_epi8(_mm256_cmpeq_epi8(v, RV(RV_COLON))) << shift;
+        colon |= (uint64_t)(uint32_t)_mm256_movemask_epi8(_mm256_cmpeq_epi8(v, _mm256_set1_epi8(':'))) << shift;
         if (n <= 32) break;
     }
     if (hit & valid) return 0;
