@@ -28,14 +28,35 @@ from wardgate.store.db import engine_url
 
 
 def _exercise(upstream: UpstreamDB, tmp: Path, store_url: str) -> Path:
-    """A gateway session with a few statements and a CLI event; returns the gateway's config path."""
+    """A gateway session with a few statements and a CLI event; returns the gateway's config path.
+
+    The shipper appends one chain entry per store transaction. The first twelve statements are each let reach the
+    store before the next runs, so each is an entry of its own and the tampering below is named per entry; the
+    last four run back to back and usually share an entry, as statements do under load."""
     with run_gateway(tmp, upstream, store_url=store_url, extra={"audit": {"checkpoint_every": 5}}) as gw:
         with psycopg.connect(gw.dsn("ann", gw.token("ann", "dba"))) as conn:
-            for i in range(12):
+            head = _gateway_head(store_url)
+            for i in range(16):
                 conn.execute(f"select {i}, 'statement {i}'")
+                if i < 12:
+                    head = _wait_shipped(store_url, head)
         gw.cli("service-account", "create", unique("agent"), "--groups", "eng")
         cfg = gw.config_path
     return cfg
+
+
+def _gateway_head(url: str) -> int:
+    rows = _query(url, "SELECT max(seq) FROM audit_heads WHERE chain <> 'cli'", {})
+    return int(rows[0][0] or 0)
+
+
+def _wait_shipped(url: str, after: int, timeout: float = 15.0) -> int:
+    """The gateway chain's head once it has moved past ``after``."""
+    deadline = time.monotonic() + timeout
+    while (head := _gateway_head(url)) <= after:
+        assert time.monotonic() < deadline, f"the gateway's chain stayed at #{after} for {timeout} s"
+        time.sleep(0.02)
+    return head
 
 
 def _verify(cfg: Path, store_url: str, *extra: str) -> tuple[int, dict[str, Any]]:
@@ -274,7 +295,10 @@ def test_retention_prunes_signed_ranges_and_what_remains_verifies(upstream: Upst
     assert out.returncode == 0 and "pruned before" in out.stdout, out.stderr
     code, after = _verify(cfg, url)
     assert code == 0 and after["ok"], after
-    assert after["entries"] < before["entries"]
+    # the old work's entries went (the prune's own event is one more, on the cli chain)
+    assert after["entries"] - 1 < before["entries"]
+    (first_seq,) = _query(url, "SELECT first_seq FROM audit_heads WHERE chain <> 'cli'", {})[0]
+    assert first_seq > 1
     store = Store(url)
     assert [s["user"] for s in store.sessions()] == ["new"]  # the old session went with its records
     assert store.events(kind="audit_pruned")[0]["detail"]["before"] == horizon
@@ -296,7 +320,7 @@ def test_export_jsonl_and_csv_in_time_order(upstream: UpstreamDB, tmp_path: Path
     lines = [json.loads(line) for line in res.stdout.splitlines()]
     types = [r["type"] for r in lines]
     texts = [r.get("statement") for r in lines if r["type"] == "statement"]
-    assert texts.count("select $1, $2") == 12 and "BEGIN" in texts  # psycopg opens a transaction first
+    assert texts.count("select $1, $2") == 16 and "BEGIN" in texts  # psycopg opens a transaction first
     assert "session_start" in types and "session_end" in types
     assert "config_loaded" in types and "service_account_created" in types
     assert [r["time"] for r in lines] == sorted(r["time"] for r in lines)
@@ -312,7 +336,7 @@ def test_export_jsonl_and_csv_in_time_order(upstream: UpstreamDB, tmp_path: Path
     import csv
 
     rows = list(csv.DictReader((tmp_path / "a.csv").open()))
-    assert rows[0]["type"] == "statement" and len([r for r in rows if r["statement"] == "select $1, $2"]) == 12
+    assert rows[0]["type"] == "statement" and len([r for r in rows if r["statement"] == "select $1, $2"]) == 16
     assert export("--from", "yesterday").returncode == 2  # a bad time is a usage error, not a traceback
 
 

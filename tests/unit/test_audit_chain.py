@@ -9,8 +9,20 @@ from datetime import UTC, datetime
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from hypothesis import given
+from hypothesis import strategies as st
 
-from wardgate.audit.chain import GENESIS, canonical, entry_hash, iso, link, sign_checkpoint, verify_chain
+from wardgate.audit.chain import (
+    GENESIS,
+    canonical,
+    entry_hash,
+    entry_records,
+    entry_text,
+    iso,
+    link,
+    sign_checkpoint,
+    verify_chain,
+)
 
 KEY = Ed25519PrivateKey.generate()
 KEYS = {"k": KEY.public_key()}
@@ -116,3 +128,29 @@ def test_a_result_sample_is_chained_by_its_digest() -> None:
     (rec,) = records([Write("statements", (None,) * len(cols))])
     assert json.loads(rec)[2][cols.index("result_sample")] is None  # no sample, nothing to digest
     assert records([Write("tokens", {"id": "t"})]) == []
+
+
+_VALUE = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False, allow_infinity=False),
+                   st.text(), st.binary(max_size=20))
+
+
+@given(st.lists(st.tuples(st.sampled_from(["sessions", "statements", "events"]), st.one_of(st.none(), st.just("id")),
+                          st.one_of(st.dictionaries(st.text(max_size=8), _VALUE, max_size=5),
+                                    st.lists(_VALUE, max_size=6))), min_size=1, max_size=6))
+def test_an_entrys_records_split_back_exactly(records: list[tuple[str, str | None, object]]) -> None:
+    """Records share an entry joined by a newline: no canonical record may hold one (newlines, U+2028 and other
+    line breaks inside values stay escaped or are not the separator), so the split gives them back."""
+    texts = [canonical(t, k, v) for t, k, v in records]  # type: ignore[arg-type]
+    assert all("\n" not in t for t in texts)
+    assert entry_records(entry_text(texts)) == texts
+    assert entry_text(texts[:1]) == texts[0]  # a one-record entry is the record itself, as before batching
+
+
+def test_a_batched_entry_is_described_by_its_records() -> None:
+    recs = [canonical("sessions", None, {"id": "s"}), canonical("statements", None, ("s", 1)),
+            canonical("statements", None, ("s", 2)), canonical("sessions", "id", {"id": "s", "ended_at": 1.0})]
+    (e,) = link("gw", 0, GENESIS, AT, [entry_text(recs)])
+    altered = dataclasses.replace(e, record=e.record.replace('"s",2', '"s",3'))
+    rep = verify_chain("gw", [altered], [], KEYS)
+    assert [(p.what, p.seq) for p in rep.problems] == [("altered", 1)]
+    assert "4 records: sessions insert, 2 statements insert, sessions update" in rep.problems[0].detail

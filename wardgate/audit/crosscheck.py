@@ -22,7 +22,7 @@ from sqlalchemy import select
 
 from ..store import schema
 from ..store.db import _TIME_COLUMNS, INSERT_COLUMNS, Store, utc
-from .chain import SAMPLE_DIGEST, Entry, Problem, entry_hash, sample_digest
+from .chain import SAMPLE_DIGEST, Entry, Problem, entry_hash, entry_records, sample_digest
 from .retention import horizon_of
 
 TIME_COLUMNS = {t: _TIME_COLUMNS[t] for t in ("sessions", "statements", "events")}  # the store's, for these tables
@@ -63,11 +63,11 @@ def _values(table: str, values: Any) -> dict[str, Any]:
     return dict(zip(INSERT_COLUMNS[table], values, strict=False))
 
 
-def _parse(e: Entry) -> tuple[str, str | None, dict[str, Any]] | None:
+def _parse(record: str) -> tuple[str, str | None, dict[str, Any]] | None:
     """A record as (table, key, values); None for anything that is not one (a damaged entry, reported by the
     chain walk already)."""
     try:
-        table, key, raw = json.loads(e.record)
+        table, key, raw = json.loads(record)
     except (ValueError, TypeError):
         return None
     if table not in TIME_COLUMNS or not isinstance(raw, dict | list):
@@ -82,22 +82,22 @@ def expected(entries: Iterable[Entry]) -> tuple[dict[str, dict[str, Any]], dict[
     statements: dict[tuple[str, int], dict[str, Any]] = {}
     events: list[dict[str, Any]] = []
     for e in entries:
-        parsed = _parse(e)
-        if parsed is None:
-            continue
-        table, key, values = parsed
-        if table == "sessions":
-            if key is None:
-                sessions[values["id"]] = dict(values)
-            else:
-                sessions.setdefault(values[key], {}).update(values)
-        elif table == "statements":
-            if key is None:
-                statements[(values["session_id"], int(values["seq"]))] = values
-            else:  # an update of a statement (its outcome), by id: not written by this gateway today
+        for record in entry_records(e.record):
+            parsed = _parse(record)
+            if parsed is None:
                 continue
-        elif table == "events":
-            events.append(values)
+            table, key, values = parsed
+            if table == "sessions":
+                if key is None:
+                    sessions[values["id"]] = dict(values)
+                else:
+                    sessions.setdefault(values[key], {}).update(values)
+            elif table == "statements":
+                if key is None:
+                    statements[(values["session_id"], int(values["seq"]))] = values
+                # else: an update of a statement (its outcome), by id: not written by this gateway today
+            elif table == "events":
+                events.append(values)
     return sessions, statements, events
 
 

@@ -13,7 +13,7 @@ from ..identity.keys import public_kid
 from ..store import Store
 from ..store.auditlog import AuditLog
 from ..store.db import INSERT_COLUMNS
-from .chain import GENESIS, Entry, Problem, Report, entry_hash, verify_chain
+from .chain import GENESIS, Entry, Problem, Report, entry_hash, entry_records, verify_chain
 from .crosscheck import cross_check
 
 
@@ -80,20 +80,23 @@ def cross_links(entries: list[Entry], heads: dict[str, dict[str, Any]]) -> list[
     by_pos = {(e.chain, e.seq): e.hash for e in entries}
     known: dict[tuple[str, int], tuple[str, str]] = {}  # (chain, seq) -> (hash, the chain that saw it)
     for e in entries:
-        if entry_hash(e.chain, e.seq, e.at, e.prev, e.record) != e.hash or '"config_loaded"' not in e.record:
+        if '"config_loaded"' not in e.record or entry_hash(e.chain, e.seq, e.at, e.prev, e.record) != e.hash:
             continue
-        try:
-            table, _, values = json.loads(e.record)
-            detail = json.loads(values[INSERT_COLUMNS["events"].index("detail")] if isinstance(values, list)
-                                else values["detail"])
-            seen = detail.get("chains") or {}
-        except (ValueError, KeyError, TypeError, IndexError, AttributeError):
-            continue
-        if table != "events" or not isinstance(seen, dict):
-            continue
-        for chain, pos in seen.items():
-            if isinstance(pos, dict) and isinstance(pos.get("seq"), int) and isinstance(pos.get("hash"), str):
-                known[(chain, pos["seq"])] = (pos["hash"], e.chain)
+        for record in entry_records(e.record):
+            if '"config_loaded"' not in record:
+                continue
+            try:
+                table, _, values = json.loads(record)
+                detail = json.loads(values[INSERT_COLUMNS["events"].index("detail")] if isinstance(values, list)
+                                    else values["detail"])
+                seen = detail.get("chains") or {}
+            except (ValueError, KeyError, TypeError, IndexError, AttributeError):
+                continue
+            if table != "events" or not isinstance(seen, dict):
+                continue
+            for chain, pos in seen.items():
+                if isinstance(pos, dict) and isinstance(pos.get("seq"), int) and isinstance(pos.get("hash"), str):
+                    known[(chain, pos["seq"])] = (pos["hash"], e.chain)
     problems = []
     for (chain, seq), (hash_, witness) in sorted(known.items()):
         head = heads.get(chain)

@@ -1,10 +1,10 @@
 """Appending audit writes to their writer's hash chain, in the transaction that applies them.
 
-Called by ``Store.write`` with the DB-API cursor of its transaction, so an audit record and its chain entry are
-committed together or not at all. The chain's head row is locked (``FOR UPDATE`` on PostgreSQL; SQLite already
-holds its database write lock once the records are written), so two writers of one chain (two CLI commands)
-append one after the other instead of forking it. Replicas write chains of their own and never wait on each
-other.
+Called by ``Store.write`` with the DB-API cursor of its transaction, so the audit records and their chain entry
+(one per transaction: audit/chain.py says why) are committed together or not at all. The chain's head row is
+locked (``FOR UPDATE`` on PostgreSQL; SQLite already holds its database write lock once the records are
+written), so two writers of one chain (two CLI commands) append one after the other instead of forking it.
+Replicas write chains of their own and never wait on each other.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from ..audit.chain import GENESIS, Entry, canonical, iso, link, sample_digest
+from ..audit.chain import GENESIS, Entry, canonical, entry_text, iso, link, sample_digest
 from . import schema
 
 #: The tables whose writes are audit records (the rest of the store is state: tokens, reviews, grants...; their
@@ -44,19 +44,18 @@ def records(writes: Sequence[Any]) -> list[str]:
 
 
 def append(cur: Any, is_sqlite: bool, chain: str, recs: list[str]) -> Entry:
-    """Append ``recs`` (canonical records) to ``chain``; returns its new head entry."""
+    """Append ``recs`` (canonical records) to ``chain`` as one entry; returns it, the chain's new head."""
     mark = "?" if is_sqlite else "%s"
     cur.execute(f"INSERT INTO audit_heads (chain, seq, hash, first_seq, first_prev) VALUES ({mark}, 0, {mark}, 1, "
                 f"{mark}) ON CONFLICT (chain) DO NOTHING", (chain, GENESIS, GENESIS))
     lock = "" if is_sqlite else " FOR UPDATE"
     cur.execute(f"SELECT seq, hash FROM audit_heads WHERE chain = {mark}{lock}", (chain,))
     seq, head = cur.fetchone()
-    entries = link(chain, int(seq), str(head), iso(time.time()), recs)
+    (last,) = link(chain, int(seq), str(head), iso(time.time()), [entry_text(recs)])
     t = schema.audit_entries
     cols = ", ".join(c.name for c in t.columns)
-    cur.executemany(f"INSERT INTO audit_entries ({cols}) VALUES ({', '.join(mark for _ in t.columns)})",
-                    [(e.chain, e.seq, e.at, e.prev, e.record, e.hash) for e in entries])
-    last = entries[-1]
+    cur.execute(f"INSERT INTO audit_entries ({cols}) VALUES ({', '.join(mark for _ in t.columns)})",
+                (last.chain, last.seq, last.at, last.prev, last.record, last.hash))
     cur.execute(f"UPDATE audit_heads SET seq = {mark}, hash = {mark} WHERE chain = {mark}",
                 (last.seq, last.hash, chain))
     return last
