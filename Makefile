@@ -10,7 +10,8 @@ DEMO    = examples/demo.yaml
 # their sources: a changed source is rebuilt by installing again.
 COMPILED := $(shell $(PYTHON) -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))['tool']['wardgate']['compiled'])")
 $(BIN)/.installed: pyproject.toml setup.py wardgate/masking/_prefilter.c wardgate/masking/_prefilter_core.h \
-		wardgate/masking/_bulk.c wardgate/protocols/postgres/_datarow.c wardgate/protocols/postgres/_framing.c $(COMPILED)
+		wardgate/masking/_bulk.c wardgate/protocols/postgres/_datarow.c wardgate/protocols/postgres/_framing.c \
+		wardgate/audit/_journal.c $(COMPILED)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
 	touch $@
