@@ -17,6 +17,12 @@ against every target in a shuffled order per repetition; reported are medians (a
 repetitions, the ratio to direct and **the ratio to wardgate with masking off**, latency, and the gateway's CPU
 microseconds per transaction (with its audit shipper).
 
+Each repetition starts its three gateways afresh, in a shuffled order. Why: a process keeps what it drew at start
+(where its memory lies, so which of its hot objects share cache sets), and one process per target for the whole
+run counted that draw in every repetition. Two gateways whose main processes count the same instructions per
+transaction (masking on and detectors only on plain rows: 825,000 and 816,000) differed by 9% in TPS over a run,
+one way or the other from run to run; with fresh processes the draw is one more thing the median is taken over.
+
 Before timing and again after, a guard fetches both queries through each gateway: the masking gateways must not
 return any raw e-mail or card of the table (and must return the plain table unchanged), the masking-off gateway
 must return everything raw. After the run, the gateways' logs are checked for tracebacks, errors and warnings.
@@ -132,7 +138,8 @@ def fetch(t: Target, query: str) -> list[tuple[str | None, ...]]:
         return [tuple(None if v is None else str(v) for v in r) for r in cur.fetchall()]
 
 
-def guard(direct: Target, off: Target, masked: list[Target], customers: list[tuple[int, str, str, str, str]]) -> None:
+def guard(direct: Target, off: Target, masked: list[Target], customers: list[tuple[int, str, str, str, str]],
+          quiet: bool = False) -> None:
     """Refuse to time a gateway that does not mask (or masks what it should not)."""
     raw = fetch(direct, PII_QUERY)
     plain = fetch(direct, PLAIN_QUERY)
@@ -156,18 +163,20 @@ def guard(direct: Target, off: Target, masked: list[Target], customers: list[tup
                 raise SystemExit(f"guard: {t.name}: unexpected row {got} for {want}")
         if fetch(t, PLAIN_QUERY) != plain:
             raise SystemExit(f"guard: {t.name} changed values of the PII-free table")
-        print(f"guard: {t.name}: no raw e-mail or card in {ROWS} rows (e.g. {rows[0][2]!r}, {rows[0][3]!r}); "
-              "plain table unchanged", file=sys.stderr)
-    print("guard: masking off returns both tables raw", file=sys.stderr)
+        if not quiet:
+            print(f"guard: {t.name}: no raw e-mail or card in {ROWS} rows (e.g. {rows[0][2]!r}, {rows[0][3]!r}); "
+                  "plain table unchanged", file=sys.stderr)
+    if not quiet:
+        print("guard: masking off returns both tables raw", file=sys.stderr)
 
 
 def log_problems(work: Path) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
-    for log in sorted(work.glob("*/wardgate.log")):
+    for log in sorted(work.glob("**/wardgate.log")):
         lines = log.read_text(errors="replace").splitlines()
         bad = [ln for ln in lines if any(k in ln for k in ("Traceback", "ERROR", "CRITICAL", "WARNING", "Error:"))]
         if bad:
-            out[log.parent.name] = bad[:20]
+            out[str(log.parent.relative_to(work))] = bad[:20]
     return out
 
 
@@ -220,34 +229,51 @@ def main() -> None:
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     try:
         customers = setup_tables(db, role, args.plain_ref)
-        targets = [Target(DIRECT, 5432, role, db, None, None)]
-        for name, masking in ((OFF, None), (ON, MASKING_ON), (DETECT, DETECTORS_ONLY)):
-            d = work / name.replace(" ", "-")
-            d.mkdir()
-            proc, t = start_wardgate(d, db, role, name, extra={"masking": masking} if masking else None)
-            procs.append(proc)
-            targets.append(t)
-        by_name = {t.name: t for t in targets}
-        guard(by_name[DIRECT], by_name[OFF], [by_name[ON], by_name[DETECT]], customers)
-        results = run_interleaved(targets, workloads, args.reps, args.seconds, work)
-        # the gateways must still be masking after the run
-        guard(by_name[DIRECT], by_name[OFF], [by_name[ON], by_name[DETECT]], customers)
-        for p in procs:
-            if p.poll() is not None:
-                print(f"WARNING: a wardgate exited during the run (code {p.returncode})", file=sys.stderr)
+        direct = Target(DIRECT, 5432, role, db, None, None)
+        results: dict[tuple[str, str], list[dict[str, float]]] = {}
+        rnd = random.Random(7)
+        for rep in range(args.reps):
+            configs = [(OFF, None), (ON, MASKING_ON), (DETECT, DETECTORS_ONLY)]
+            rnd.shuffle(configs)
+            by_name = {DIRECT: direct}
+            for name, masking in configs:
+                d = work / f"rep{rep + 1}" / name.replace(" ", "-")
+                d.mkdir(parents=True)
+                proc, t = start_wardgate(d, db, role, name, extra={"masking": masking} if masking else None)
+                procs.append(proc)
+                by_name[name] = t
+            guard(by_name[DIRECT], by_name[OFF], [by_name[ON], by_name[DETECT]], customers, quiet=rep > 0)
+            targets = [by_name[n] for n in (DIRECT, OFF, ON, DETECT)]
+            for key, runs in run_interleaved(targets, workloads, 1, args.seconds, work, seed=rep + 1,
+                                             progress=False).items():
+                results.setdefault(key, []).extend(runs)
+            # the gateways must still be masking after their repetition
+            guard(by_name[DIRECT], by_name[OFF], [by_name[ON], by_name[DETECT]], customers, quiet=True)
+            for p in procs:
+                if p.poll() is not None:
+                    print(f"WARNING: a wardgate exited during the run (code {p.returncode})", file=sys.stderr)
+            stop(procs)
+            print(f"repetition {rep + 1}/{args.reps} done (fresh gateways)", file=sys.stderr)
         problems = log_problems(work)
         for name, lines in problems.items():
             print(f"WARNING: {name}/wardgate.log has {len(lines)} error lines:", *lines, sep="\n  ", file=sys.stderr)
         report(results, workloads, args, started, prefilter, problems)
     finally:
-        for p in procs:
-            p.send_signal(signal.SIGTERM)
-            try:
-                p.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop(procs)
         drop_database(db, role)
         shutil.rmtree(work, ignore_errors=True)
+
+
+def stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    """Stop the gateways (each ships its journal and signs its chain on SIGTERM), and forget them."""
+    for p in procs:
+        p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            p.kill()
+    procs.clear()
 
 
 def report(results: dict[tuple[str, str], list[dict[str, float]]], workloads: list[Workload],

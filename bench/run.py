@@ -137,18 +137,19 @@ def run_pgbench(t: Target, w: Workload, seconds: int, workdir: Path) -> dict[str
 
 
 def run_interleaved(targets: list[Target], workloads: list[Workload], reps: int, seconds: int,
-                    work: Path) -> dict[tuple[str, str], list[dict[str, float]]]:
+                    work: Path, seed: int = 1, progress: bool = True) -> dict[tuple[str, str], list[dict[str, float]]]:
     """Every workload against every target, in a shuffled order per repetition, so that drift in the machine
     affects all targets alike: (workload, target) -> one result per repetition."""
     results: dict[tuple[str, str], list[dict[str, float]]] = {}
-    rnd = random.Random(1)
+    rnd = random.Random(seed)
     for rep in range(reps):
         for w in workloads:
             order = targets[:]
             rnd.shuffle(order)
             for t in order:
                 results.setdefault((w.name, t.name), []).append(run_pgbench(t, w, seconds, work))
-        print(f"repetition {rep + 1}/{reps} done", file=sys.stderr)
+        if progress:
+            print(f"repetition {rep + 1}/{reps} done", file=sys.stderr)
     return results
 
 
