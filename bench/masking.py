@@ -211,6 +211,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="2 s runs, 1 repetition (a smoke test of the harness)")
     ap.add_argument("--json", type=Path, help="also write the raw results here")
     ap.add_argument("--only", help="run only the workloads whose name contains this text (e.g. '4 clients')")
+    ap.add_argument("--seed", type=int, default=None,
+                    help="the orders of starts and runs (default: a new one each run, printed with the table)")
     ap.add_argument("--plain-ref", default=PLAIN_REF,
                     help="format of bench_plain.ref, {} is the row number (default %(default)s, which the prefilter "
                          "clears; 'ORD{:06d}' holds 'AA99', the prefilter's IBAN trigger, so every run is scanned)")
@@ -231,7 +233,11 @@ def main() -> None:
         customers = setup_tables(db, role, args.plain_ref)
         direct = Target(DIRECT, 5432, role, db, None, None)
         results: dict[tuple[str, str], list[dict[str, float]]] = {}
-        rnd = random.Random(7)
+        # A new order each run, so that no target keeps the same places (its neighbours, its place after a start)
+        # run after run, as a fixed seed made it; --seed repeats one.
+        if args.seed is None:
+            args.seed = random.SystemRandom().randrange(1 << 30)
+        rnd = random.Random(args.seed)
         for rep in range(args.reps):
             configs = [(OFF, None), (ON, MASKING_ON), (DETECT, DETECTORS_ONLY)]
             rnd.shuffle(configs)
@@ -244,7 +250,7 @@ def main() -> None:
                 by_name[name] = t
             guard(by_name[DIRECT], by_name[OFF], [by_name[ON], by_name[DETECT]], customers, quiet=rep > 0)
             targets = [by_name[n] for n in (DIRECT, OFF, ON, DETECT)]
-            for key, runs in run_interleaved(targets, workloads, 1, args.seconds, work, seed=rep + 1,
+            for key, runs in run_interleaved(targets, workloads, 1, args.seconds, work, seed=rnd.randrange(1 << 30),
                                              progress=False).items():
                 results.setdefault(key, []).extend(runs)
             # the gateways must still be masking after their repetition
@@ -281,7 +287,8 @@ def report(results: dict[tuple[str, str], list[dict[str, float]]], workloads: li
     def med(w: str, t: str, k: str) -> float:
         return statistics.median(r[k] for r in results[(w, t)])
 
-    print(f"\n{started}, wardgate {args.revision}, {args.reps} repetitions x {args.seconds} s per run, medians; "
+    print(f"\n{started}, wardgate {args.revision}, {args.reps} repetitions x {args.seconds} s per run, medians, "
+          f"--seed {args.seed}; "
           f"bench_plain.ref {args.plain_ref.format(123)!r}; wardgate.masking._prefilter {prefilter}\n")
     head = ("workload", "target", "TPS", "TPS min-max", "x direct", "x masking off", "latency ms", "CPU us/tx")
     rows = []
@@ -309,6 +316,7 @@ def report(results: dict[tuple[str, str], list[dict[str, float]]], workloads: li
     if args.json:
         args.json.write_text(json.dumps({
             "started": started, "revision": args.revision, "seconds": args.seconds, "reps": args.reps,
+            "seed": args.seed,
             "prefilter": prefilter,
             "plain_ref": args.plain_ref,
             "log_problems": problems,
