@@ -13,7 +13,7 @@ hostile input does not matter here; the compact reader checks every length anywa
 
 Why not marshal alone: encoding is on the relay's path, once per statement, and marshal.dumps with the Python
 loop that framed its output was ~13,000 instructions a select-only record, a quarter of the gateway's per
-statement; the C encoder is ~1,500 (bench/instructions.py).
+statement; the C encoder is ~4,700, ~1,400 of it zlib's CRC (bench/instructions.py).
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ Staged = tuple[str, str | None, dict[str, Any] | tuple[Any, ...]]
 
 
 def encode(writes: list[Write]) -> bytes:
-    return _journal.encode([(w.table, w.key, w.values) for w in writes])
+    return encode_staged([(w.table, w.key, w.values) for w in writes])
 
 
 def encode_staged(records: list[Staged]) -> bytes:
