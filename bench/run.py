@@ -9,6 +9,10 @@ starts from). Each repetition runs every workload against every target in a shuf
 machine affects all targets alike. Reported: median TPS, ratio to direct, median latency, latency added over
 direct, and CPU microseconds per transaction spent in the middle process (gateway with its audit shipper,
 pgbouncer, or the relay).
+
+"added us, paired" is the median over repetitions of each repetition's own difference (the target's latency minus
+direct's in the same repetition), beside the difference of the medians: the machine's speed moves between
+repetitions (direct select-only at 1 client ran 75-103 us within minutes), and a repetition's runs share its moment.
 """
 
 from __future__ import annotations
@@ -306,8 +310,8 @@ def report(
         return statistics.median(r[k] for r in results[(w, t)])
 
     print(f"\n{args.reps} repetitions x {args.seconds} s per run, pgbench scale {args.scale}, medians\n")
-    head = ("workload", "target", "TPS", "x direct", "latency ms", "added us", "CPU us/tx", "of it shipper",
-            "wardgate/pgbouncer", "wardgate/relay")
+    head = ("workload", "target", "TPS", "x direct", "latency ms", "added us", "added us, paired", "CPU us/tx",
+            "of it shipper", "wardgate/pgbouncer", "wardgate/relay")
     rows = []
     for w in workloads:
         direct_tps = med(w.name, "direct", "tps")
@@ -327,8 +331,11 @@ def report(
             vs_relay = f"{tps / med(w.name, 'framing relay', 'tps'):.2f}" if gw else ""
             cpu = f"{med(w.name, t, 'cpu_us_per_tx'):.0f}" if t != "direct" else ""
             shipper = f"{med(w.name, t, 'child_cpu_us_per_tx'):.0f}" if gw else ""
+            paired = [(r["latency_ms"] - d["latency_ms"]) * 1000
+                      for r, d in zip(results[(w.name, t)], results[(w.name, "direct")], strict=True)]
             rows.append((w.name, t, f"{tps:,.0f}", f"{tps / direct_tps:.2f}", f"{lat:.3f}",
-                         f"{(lat - direct_lat) * 1000:+.0f}" if t != "direct" else "", cpu, shipper, vs_pgb,
+                         f"{(lat - direct_lat) * 1000:+.0f}" if t != "direct" else "",
+                         f"{statistics.median(paired):+.0f}" if t != "direct" else "", cpu, shipper, vs_pgb,
                          vs_relay))
     widths = [max(len(str(r[i])) for r in (head, *rows)) for i in range(len(head))]
     print(" | ".join(h.ljust(n) for h, n in zip(head, widths, strict=True)))
