@@ -13,7 +13,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from ..audit.chain import GENESIS, Entry, canonical, entry_text, iso, link, sample_digest
+from ..audit.chain import GENESIS, Entry, canonical, canonical_insert, entry_text, iso, link, sample_digest
 from . import schema
 
 #: The tables whose writes are audit records (the rest of the store is state: tokens, reviews, grants...; their
@@ -33,12 +33,14 @@ def records(writes: Sequence[Any]) -> list[str]:
         if w.table not in CHAINED:
             continue
         values = w.values
-        if w.table == "statements":
-            if isinstance(values, tuple):
-                if len(values) > at and isinstance(values[at], str):
-                    values = (*values[:at], sample_digest(values[at]), *values[at + 1 :])
-            elif isinstance(values.get("result_sample"), str):
-                values = {**values, "result_sample": sample_digest(values["result_sample"])}
+        if isinstance(values, tuple):
+            if w.table == "statements" and len(values) > at and isinstance(values[at], str):
+                out.append(canonical_insert(w.table, values, at, sample_digest(values[at])))
+            else:
+                out.append(canonical_insert(w.table, values))
+            continue
+        if w.table == "statements" and isinstance(values.get("result_sample"), str):
+            values = {**values, "result_sample": sample_digest(values["result_sample"])}
         out.append(canonical(w.table, w.key, values))
     return out
 
