@@ -33,13 +33,13 @@ def records(writes: Sequence[Any]) -> list[str]:
         if w.table not in CHAINED:
             continue
         values = w.values
-        if isinstance(values, tuple):
+        if isinstance(values, tuple) and w.key is None:  # an insert in insert-column order
             if w.table == "statements" and len(values) > at and isinstance(values[at], str):
                 out.append(canonical_insert(w.table, values, at, sample_digest(values[at])))
             else:
                 out.append(canonical_insert(w.table, values))
             continue
-        if w.table == "statements" and isinstance(values.get("result_sample"), str):
+        if w.table == "statements" and isinstance(values, dict) and isinstance(values.get("result_sample"), str):
             values = {**values, "result_sample": sample_digest(values["result_sample"])}
         out.append(canonical(w.table, w.key, values))
     return out
