@@ -11,7 +11,7 @@ DEMO    = examples/demo.yaml
 COMPILED := $(shell $(PYTHON) -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))['tool']['wardgate']['compiled'])")
 $(BIN)/.installed: pyproject.toml setup.py wardgate/masking/_prefilter.c wardgate/masking/_prefilter_core.h \
 		wardgate/masking/_bulk.c wardgate/protocols/postgres/_datarow.c wardgate/protocols/postgres/_framing.c \
-		wardgate/audit/_journal.c wardgate/audit/_chain.c $(COMPILED)
+		wardgate/audit/_records.c $(COMPILED)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
 	touch $@

@@ -3,7 +3,7 @@
 Two kinds, both compiled by any install (`pip install -e .` puts each built module next to its source):
 
 - C extensions: the loops over bytes (message framing, the DataRow walk, masking's prefilter and per-row masks,
-  the audit journal's record encoding, the audit chain's canonical records).
+  audit records for the journal and the chain).
 - The per-statement Python, compiled with mypyc (the modules listed under [tool.wardgate] in pyproject.toml):
   the same typed source that mypy checks, turned into C so that a statement costs fewer instructions. Measured
   under callgrind (bench/instructions.py), per pgbench select-only transaction in the gateway's main process:
@@ -30,8 +30,7 @@ C_EXTENSIONS = [
     Extension("wardgate.masking._bulk", ["wardgate/masking/_bulk.c"], depends=PREFILTER),
     Extension("wardgate.protocols.postgres._datarow", ["wardgate/protocols/postgres/_datarow.c"], depends=PREFILTER),
     Extension("wardgate.protocols.postgres._framing", ["wardgate/protocols/postgres/_framing.c"]),
-    Extension("wardgate.audit._journal", ["wardgate/audit/_journal.c"], libraries=["z"]),  # zlib's crc32
-    Extension("wardgate.audit._chain", ["wardgate/audit/_chain.c"]),
+    Extension("wardgate.audit._records", ["wardgate/audit/_records.c"], libraries=["z"]),  # zlib's crc32
 ]
 
 # How mypyc reads the code. The build runs in an environment of its own, without wardgate's dependencies

@@ -1,4 +1,4 @@
-"""The chain's C record encoder (wardgate/audit/_chain.c): its text is json's, byte for byte, for every value it
+"""The chain's C record encoder (wardgate/audit/_records.c): its text is json's, byte for byte, for every value it
 writes, and it declines (None) every value it does not, which chain.canonical_insert then gives to json. The
 entry hash covers this text, so one byte of difference would make every verification fail (or, worse, a
 re-implementation of the documented format disagree)."""
@@ -12,7 +12,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from wardgate.audit import _chain
+from wardgate.audit import _records
 from wardgate.audit.chain import canonical, canonical_insert
 
 WRITTEN = st.one_of(
@@ -39,7 +39,7 @@ def python_text(table: str, values: tuple[Any, ...]) -> str:
 @example("statements", ("s", 1, 1765000000.1234567, 0.081, -0.0, 1e16, 1e-5, 5e-324, 1.7976931348623157e308,
                         True, False, None, 2**63 - 1, -(2**63), "SELECT 1"))
 def test_its_text_is_jsons(table: str, values: tuple[Any, ...]) -> None:
-    assert _chain.insert_text(table, values, -1, None) == python_text(table, values)
+    assert _records.insert_text(table, values, -1, None) == python_text(table, values)
     assert canonical_insert(table, values) == canonical(table, None, values)
 
 
@@ -48,7 +48,7 @@ def test_the_replacement_takes_its_slot(values: tuple[Any, ...], data: st.DataOb
     at = data.draw(st.integers(min_value=0, max_value=len(values) - 1))
     digest = "sha256:" + "0" * 64
     expected = python_text("statements", (*values[:at], digest, *values[at + 1 :]))
-    assert _chain.insert_text("statements", values, at, digest) == expected
+    assert _records.insert_text("statements", values, at, digest) == expected
     assert canonical_insert("statements", values, at, digest) == expected
 
 
@@ -56,7 +56,7 @@ def test_the_replacement_takes_its_slot(values: tuple[Any, ...], data: st.DataOb
 def test_what_it_does_not_write_goes_to_json(values: tuple[Any, ...], odd: Any, data: st.DataObject) -> None:
     at = data.draw(st.integers(min_value=0, max_value=len(values)))
     record = (*values[:at], odd, *values[at:])
-    assert _chain.insert_text("statements", record, -1, None) is None
+    assert _records.insert_text("statements", record, -1, None) is None
     try:
         expected: str | type[Exception] = canonical("statements", None, record)
     except (ValueError, TypeError) as exc:  # NaN, a lone surrogate later on: json's own verdict stands
@@ -69,10 +69,10 @@ def test_what_it_does_not_write_goes_to_json(values: tuple[Any, ...], odd: Any, 
 
 
 def test_a_declined_table_name_and_bad_arguments() -> None:
-    assert _chain.insert_text("\ud800", (1,), -1, None) is None
+    assert _records.insert_text("\ud800", (1,), -1, None) is None
     with pytest.raises(TypeError):
-        _chain.insert_text("statements", [1], -1, None)  # type: ignore[arg-type]
+        _records.insert_text("statements", [1], -1, None)  # type: ignore[arg-type]
     with pytest.raises(IndexError):
-        _chain.insert_text("statements", (1,), 1, "x")
+        _records.insert_text("statements", (1,), 1, "x")
     with pytest.raises(TypeError):
-        _chain.insert_text("statements", (1,), -1)  # type: ignore[call-arg]
+        _records.insert_text("statements", (1,), -1)  # type: ignore[call-arg]

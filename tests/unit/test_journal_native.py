@@ -1,4 +1,4 @@
-"""The journal's C encoder (wardgate/audit/_journal.c): every record comes back exactly as it went in, by type;
+"""The journal's C encoder (wardgate/audit/_records.c): every record comes back exactly as it went in, by type;
 records it cannot express are written by marshal exactly as before; journals written before it still read; and
 no byte string makes its reader do anything but return a value or raise ValueError/TypeError."""
 
@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-from wardgate.audit import _journal
+from wardgate.audit import _records
 from wardgate.audit.journal import JournalCorrupt, decode, encode_staged
 from wardgate.store.db import Write
 
@@ -86,7 +86,7 @@ def test_records_come_back_as_they_went(records: list[Any]) -> None:
 def test_a_record_is_compact_or_exactly_what_marshal_wrote(record: Any) -> None:
     (payload,) = frames(encode_staged([record]))
     if payload[0] == 0:
-        assert same(_journal.decode_payload(payload), record)
+        assert same(_records.decode_payload(payload), record)
     else:
         assert payload == marshal.dumps(record)
 
@@ -115,7 +115,7 @@ def test_what_marshal_refuses_is_refused() -> None:
     with pytest.raises(ValueError):
         encode_staged([("events", None, (object(),))])
     with pytest.raises(TypeError):
-        _journal.encode(("not", "a list"))  # type: ignore[arg-type]
+        _records.encode(("not", "a list"))  # type: ignore[arg-type]
 
 
 @settings(max_examples=2000)
@@ -130,8 +130,8 @@ def test_what_marshal_refuses_is_refused() -> None:
 @example(b"")
 def test_any_bytes_give_a_value_or_a_clear_error(data: bytes) -> None:
     try:
-        _journal.decode_payload(b"\x00" + data)
-        _journal.decode_payload(data)
+        _records.decode_payload(b"\x00" + data)
+        _records.decode_payload(data)
     except (ValueError, TypeError):
         pass
 

@@ -41,7 +41,7 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from . import _chain
+from . import _records
 
 GENESIS = "0" * 64
 CLI_CHAIN = "cli"  # the chain of events the `wardgate` commands record themselves
@@ -81,10 +81,10 @@ def canonical(table: str, key: str | None, values: Mapping[str, Any] | Sequence[
 
 def canonical_insert(table: str, values: tuple[Any, ...], at: int = -1, replacement: Any = None) -> str:
     """``canonical(table, None, values)`` with ``values[at]`` replaced by ``replacement`` (when ``at`` >= 0), the
-    form every chained statement takes (its sample by digest). Written in C (``_chain.c``: the shipper's largest
+    form every chained statement takes (its sample by digest). Written in C (``_records.c``: the shipper's largest
     per-record cost after SQLite's own, ~5 us in Python, ~1 us there); a value the C code does not write exactly
     as json does (a datetime, bytes, a big int, a NaN...) sends the record here, and json decides."""
-    text = _chain.insert_text(table, values, at, replacement)
+    text = _records.insert_text(table, values, at, replacement)
     if text is None:
         if at >= 0:
             values = (*values[:at], replacement, *values[at + 1 :])

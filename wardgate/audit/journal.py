@@ -5,7 +5,7 @@ bytes are in the kernel); with ``fsync`` it also survives a crash of the machine
 per batch. The shipper process (``shipper.py``) tails the journal into the store.
 
 A record is ``length (u32) | crc32 (u32) | payload``, the payload the record ``(table, key, values)`` in the compact
-form of ``_journal.c`` (first byte 0: tagged plain values, written in one C pass over the batch), or, for a record
+form of ``_records.c`` (first byte 0: tagged plain values, written in one C pass over the batch), or, for a record
 holding other types, ``marshal.dumps`` of it (as every record was until 2026-12-07, so older journals ship as
 they are). The CRC means a torn or damaged tail is recognised, never decoded. The journal is transient (shipped
 within milliseconds) and private (mode 0600), so marshal's lack of a cross-version promise and of defences against
@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ..store.db import Write
-from . import _journal
+from . import _records
 
 SUFFIX = ".journal"
 _HEAD = struct.Struct("!II")
@@ -48,7 +48,7 @@ def encode(writes: list[Write]) -> bytes:
 
 
 def encode_staged(records: list[Staged]) -> bytes:
-    return _journal.encode(records)
+    return _records.encode(records)
 
 
 def decode(data: bytes | bytearray, start: int = 0, limit: int = 5000) -> tuple[list[Write], int]:
@@ -60,7 +60,7 @@ def decode(data: bytes | bytearray, start: int = 0, limit: int = 5000) -> tuple[
     unpack = _HEAD.unpack_from
     crc32 = zlib.crc32
     loads = marshal.loads
-    compact = _journal.decode_payload
+    compact = _records.decode_payload
     try:
         while end - pos >= 8 and len(writes) < limit:
             size, crc = unpack(data, pos)

@@ -1,0 +1,19 @@
+"""Types of the C extension ``wardgate.audit._records`` (source: ``_records.c`` beside this file, which documents
+the journal's compact record form and which values the chain's encoder writes).
+
+Audit records encoded in C: for the journal (:mod:`wardgate.audit.journal`), a batch of records framed in one call;
+for the hash chain (:mod:`wardgate.audit.chain`), a positional record's canonical JSON.
+"""
+
+from typing import Any
+
+def encode(records: list[tuple[str, str | None, Any]], /) -> bytes:
+    """The journal bytes of ``records``: each framed as length | crc32 | payload, the payload compact where the
+    record allows, else ``marshal.dumps(record)``. Raises ``ValueError`` as ``marshal.dumps`` does."""
+
+def decode_payload(buf: bytes | bytearray | memoryview, /) -> Any:
+    """The record of a compact payload (first byte 0). Raises ``ValueError`` for bytes ``encode`` did not write."""
+
+def insert_text(table: str, values: tuple[object, ...], at: int, replacement: object, /) -> str | None:
+    """``chain.canonical(table, None, values)`` with ``values[at]`` replaced by ``replacement`` (when ``at`` >= 0),
+    or None when a value is not an exact str, int (int64), finite float, bool or None."""
