@@ -77,6 +77,15 @@ reserve(Out *o, size_t more)
     return 0;
 }
 
+static int
+put_bytes(Out *o, const char *s, size_t n)
+{
+    if (reserve(o, n) < 0) return -1;
+    memcpy(o->buf + o->len, s, n);
+    o->len += n;
+    return 0;
+}
+
 /* --- The journal --- */
 #define MAX_DEPTH 16
 #define COMPACT 0
@@ -128,11 +137,7 @@ put_value(Out *o, PyObject *v, int depth)
             return 1;
         }
         int r = put_head(o, 's', n);
-        if (r != 0) return r;
-        if (reserve(o, (size_t)n) < 0) return -1;
-        memcpy(o->buf + o->len, s, (size_t)n);
-        o->len += (size_t)n;
-        return 0;
+        return r != 0 ? r : put_bytes(o, s, (size_t)n);
     }
     if (t == &PyLong_Type) {
         int overflow = 0;
@@ -158,11 +163,7 @@ put_value(Out *o, PyObject *v, int depth)
     if (t == &PyBytes_Type) {
         Py_ssize_t n = PyBytes_GET_SIZE(v);
         int r = put_head(o, 'b', n);
-        if (r != 0) return r;
-        if (reserve(o, (size_t)n) < 0) return -1;
-        memcpy(o->buf + o->len, PyBytes_AS_STRING(v), (size_t)n);
-        o->len += (size_t)n;
-        return 0;
+        return r != 0 ? r : put_bytes(o, PyBytes_AS_STRING(v), (size_t)n);
     }
     if (t == &PyTuple_Type) {
         Py_ssize_t n = PyTuple_GET_SIZE(v);
@@ -211,14 +212,9 @@ encode(PyObject *Py_UNUSED(module), PyObject *records)
             o.len = head + 8;
             PyObject *m = PyMarshal_WriteObjectToString(record, MARSHAL_VERSION);
             if (m == NULL) goto fail;
-            Py_ssize_t mn = PyBytes_GET_SIZE(m);
-            if (reserve(&o, (size_t)mn) < 0) {
-                Py_DECREF(m);
-                goto fail;
-            }
-            memcpy(o.buf + o.len, PyBytes_AS_STRING(m), (size_t)mn);
-            o.len += (size_t)mn;
+            int w = put_bytes(&o, PyBytes_AS_STRING(m), (size_t)PyBytes_GET_SIZE(m));
             Py_DECREF(m);
+            if (w < 0) goto fail;
         }
         size_t size = o.len - head - 8;
         if (size > UINT32_MAX) {
@@ -362,15 +358,6 @@ decode_payload(PyObject *Py_UNUSED(module), PyObject *arg)
 }
 
 /* --- The chain --- */
-
-static int
-put_bytes(Out *o, const char *s, size_t n)
-{
-    if (reserve(o, n) < 0) return -1;
-    memcpy(o->buf + o->len, s, n);
-    o->len += n;
-    return 0;
-}
 
 static const char HEX[] = "0123456789abcdef";
 
