@@ -7,7 +7,8 @@ for every row, find the values of the scanned columns (name, handle, ref) and as
 the 13 built-in detectors. This times it on one buffer of DataRow messages built as PostgreSQL sends them, in
 microseconds per 1,000 rows (minimum and median of ``--rounds`` rounds of 200 calls). ``--compare`` loads other
 builds of the module (a ``_datarow*.so`` built from another commit) and alternates them with this one, so that a
-change is judged within one run; the machine's speed moves between runs.
+change is judged within one run; the machine's speed moves between runs. An older build may not know the
+``WARDGATE_PREFILTER_ISA`` cap (before 2026-12-07 16:00 UTC: ``WARDGATE_PREFILTER_PORTABLE=1``).
 """
 
 from __future__ import annotations
@@ -65,7 +66,8 @@ def main() -> None:
             for _ in range(200):
                 test(buf, COLUMNS, SKIPS, bits)
             times[name].append((time.perf_counter_ns() - start) / 200 / 1000 * 1000 / len(rows))
-    print(f"may_match over {len(rows):,} plain rows ({len(buf):,} bytes), columns {COLUMNS}, all 13 detectors")
+    print(f"may_match over {len(rows):,} plain rows ({len(buf):,} bytes), columns {COLUMNS}, all 13 detectors, "
+          f"row test {_datarow.isa()} (WARDGATE_PREFILTER_ISA=avx2 or portable caps it)")
     for name, t in times.items():
         print(f"{name}: {min(t):.1f} us min, {statistics.median(t):.1f} us median per 1,000 rows")
 

@@ -104,8 +104,9 @@ SMALLEST = [b"4111111111111", b"4111 111 111", b"078-05-1120", b"555.123.4567", 
 
 @pytest.mark.parametrize("trigger", SMALLEST)
 def test_every_trigger_at_every_offset_of_a_short_row(trigger: bytes) -> None:
-    """The row test reads the span of a row's scanned values in two 32-byte halves: a trigger at any offset of
-    it, in the first value or the last, straddling the halves or not, is found (True, as the reference says)."""
+    """The row test reads the span of a row's scanned values in one 64-byte step (AVX-512) or two 32-byte
+    halves (AVX2): a trigger at any offset of it, in the first value or the last, straddling the halves or not, at
+    the buffer's end or not, is found (True, as the reference says)."""
     assert reference(data_row([trigger]), (0,), (0,), ALL) is True
     for pad in range(0, 62 - len(trigger)):
         for row in ([b"x" * pad + trigger, b"y"], [b"y", b"x" * pad + trigger],
@@ -115,11 +116,15 @@ def test_every_trigger_at_every_offset_of_a_short_row(trigger: bytes) -> None:
             assert native(buf + data_row([b"a", b"b"]), (0, 1), (0, 0), ALL) is True, row
 
 
-def test_the_path_without_avx2_gives_the_same_answers() -> None:
-    """CPUs without AVX2 scan every value (no row test); WARDGATE_PREFILTER_PORTABLE=1 takes that path here."""
+@pytest.mark.parametrize("cap", ["portable", "avx2"])
+def test_the_narrower_paths_give_the_same_answers(cap: str) -> None:
+    """This machine runs the row test in AVX-512 where it can; WARDGATE_PREFILTER_ISA caps it, so that the paths
+    of other CPUs run here too: AVX2 (the same region test in two 32-byte halves) and none (every value
+    scanned). Near misses, the smallest triggers at every offset and the batches' edges, against the reference."""
     code = (
         "import random\n"
         "from tests.unit.test_datarow_may_match_native import NEAR, SMALLEST, ALL, native, reference\n"
+        "from tests.unit.test_datarow_may_match_native import test_every_trigger_at_every_offset_of_a_short_row\n"
         "from wardgate.protocols.postgres.encode import data_row\n"
         "rng = random.Random(7)\n"
         "for _ in range(3000):\n"
@@ -128,9 +133,30 @@ def test_the_path_without_avx2_gives_the_same_answers() -> None:
         "        row[rng.randint(0, 2)] += rng.choice(SMALLEST)\n"
         "    buf = data_row(row)\n"
         "    assert native(buf, (0, 1, 2), (0, 0, 0), ALL) == reference(buf, (0, 1, 2), (0, 0, 0), ALL), row\n"
+        "    run = b''.join(data_row(r) for r in [row] * rng.randint(1, 40))\n"
+        "    assert native(run, (0, 2), (0, 0), ALL) == reference(run, (0, 2), (0, 0), ALL), row\n"
+        "for trigger in SMALLEST:\n"
+        "    test_every_trigger_at_every_offset_of_a_short_row(trigger)\n"
     )
-    env = {**os.environ, "WARDGATE_PREFILTER_PORTABLE": "1"}
+    env = {**os.environ, "WARDGATE_PREFILTER_ISA": cap}
     subprocess.run([sys.executable, "-c", code], env=env, check=True, cwd=Path(__file__).resolve().parents[2])
+
+
+@pytest.mark.parametrize("cap", [None, "avx2", "portable", "sse9"])
+def test_the_path_is_the_widest_the_cpu_has_under_the_cap(cap: str | None) -> None:
+    """The in-process tests run the widest row test the CPU has (AVX-512 here, which valgrind hides), and the cap
+    narrows it: what ran is what was meant to. An unknown cap is no cap."""
+    flags = set(Path("/proc/cpuinfo").read_text().split())
+    widest = "avx512" if {"avx512f", "avx512bw"} <= flags else "avx2" if "avx2" in flags else "portable"
+    expected = {None: widest, "sse9": widest, "portable": "portable",
+                "avx2": "portable" if widest == "portable" else "avx2"}[cap]
+    env = {k: v for k, v in os.environ.items() if k != "WARDGATE_PREFILTER_ISA"}
+    if cap is not None:
+        env["WARDGATE_PREFILTER_ISA"] = cap
+    code = "from wardgate.protocols.postgres import _datarow; print(_datarow.isa())"
+    out = subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True,
+                         cwd=Path(__file__).resolve().parents[2])
+    assert out.stdout.strip() == expected
 
 
 @MANY

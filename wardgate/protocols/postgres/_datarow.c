@@ -325,16 +325,18 @@ rows_plain(const uint8_t *p, Py_ssize_t n, const Py_ssize_t *cols, const Py_ssiz
 #ifdef HAVE_REGION_TEST
 #define BATCH 16
 
-/* rows_plain() with AVX2, where a row whose chosen values lie within REGION_MAX bytes is first tested whole
-   (region_clear_avx2); lo and hi are the least and greatest chosen index. Rows are taken BATCH at a time: first
-   the region of each is found (row_region), then each region is tested. Why: finding a region is a chain of
-   dependent loads (each value's length says where the next one is), ~6 of them a row; walked one row at a
-   time, each row's chain waited for the previous row's test, and the chains were most of the time. Walked
-   together, the rows' chains overlap. A row that row_region() or the region test does not clear is read by
-   exact_row(), in order, so that errors and the answer are those of rows_plain(). */
-__attribute__((target("avx2,popcnt"))) static const char *
-rows_avx2(const uint8_t *p, Py_ssize_t n, const Py_ssize_t *cols, const Py_ssize_t *skips, Py_ssize_t ncols,
-          Py_ssize_t need, int bad, unsigned det, Py_ssize_t *spans, int *found, Py_ssize_t lo, Py_ssize_t hi)
+/* rows_plain() where a row whose chosen values lie within REGION_MAX bytes is first tested whole (the region test
+   of _prefilter_core.h: AVX-512 when wide, else AVX2); lo and hi are the least and greatest chosen index. Rows are
+   taken BATCH at a time: first the region of each is found (row_region), then each region is tested. Why:
+   finding a region is a chain of dependent loads (each value's length says where the next one is), ~6 of them a
+   row; walked one row at a time, each row's chain waited for the previous row's test, and the chains were most
+   of the time. Walked together, the rows' chains overlap. A row that row_region() or the region test does not
+   clear is read by exact_row(), in order, so that errors and the answer are those of rows_plain(). Inlined into
+   one function per instruction set (rows_avx2, rows_avx512), where `wide` is a constant. */
+static inline __attribute__((always_inline)) const char *
+rows_region(const uint8_t *p, Py_ssize_t n, const Py_ssize_t *cols, const Py_ssize_t *skips, Py_ssize_t ncols,
+            Py_ssize_t need, int bad, unsigned det, Py_ssize_t *spans, int *found, Py_ssize_t lo, Py_ssize_t hi,
+            int wide)
 {
     Py_ssize_t pos = 0;
     while (pos < n) {
@@ -344,7 +346,9 @@ rows_avx2(const uint8_t *p, Py_ssize_t n, const Py_ssize_t *cols, const Py_ssize
             if (!row_region(p, n, at, lo, hi, &ends[m], &firsts[m], &lasts[m])) break;
         for (int i = 0; i < m; i++) {
             const Py_ssize_t first = firsts[i], last = lasts[i];
-            if (last <= first || (last - first <= REGION_MAX && region_clear_avx2(p + first, last - first, n - first)))
+            if (last <= first || (last - first <= REGION_MAX
+                                  && (wide ? region_clear_avx512(p + first, last - first)
+                                           : region_clear_avx2(p + first, last - first, n - first))))
                 continue;
             Py_ssize_t end = 0;
             const char *why = exact_row(p, n, i ? ends[i - 1] : pos, cols, skips, ncols, need, bad, det, spans, &end,
@@ -358,6 +362,20 @@ rows_avx2(const uint8_t *p, Py_ssize_t n, const Py_ssize_t *cols, const Py_ssize
         }
     }
     return NULL;
+}
+
+__attribute__((target("avx2,popcnt"))) static const char *
+rows_avx2(const uint8_t *p, Py_ssize_t n, const Py_ssize_t *cols, const Py_ssize_t *skips, Py_ssize_t ncols,
+          Py_ssize_t need, int bad, unsigned det, Py_ssize_t *spans, int *found, Py_ssize_t lo, Py_ssize_t hi)
+{
+    return rows_region(p, n, cols, skips, ncols, need, bad, det, spans, found, lo, hi, 0);
+}
+
+__attribute__((target(REGION_AVX512))) static const char *
+rows_avx512(const uint8_t *p, Py_ssize_t n, const Py_ssize_t *cols, const Py_ssize_t *skips, Py_ssize_t ncols,
+            Py_ssize_t need, int bad, unsigned det, Py_ssize_t *spans, int *found, Py_ssize_t lo, Py_ssize_t hi)
+{
+    return rows_region(p, n, cols, skips, ncols, need, bad, det, spans, found, lo, hi, 1);
 }
 #undef BATCH
 #endif
@@ -416,11 +434,13 @@ may_match(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
     int found = 0;
     const char *why;
 #ifdef HAVE_REGION_TEST
-    if (ncols > 1 && !bad && cpu_has_avx2()) {
+    const int level = ncols > 1 && !bad ? region_level() : 0;
+    if (level > 0) {
         Py_ssize_t lo = cols[0];
         for (Py_ssize_t k = 1; k < ncols; k++)
             if (cols[k] < lo) lo = cols[k];
-        why = rows_avx2(p, n, cols, skips, ncols, need, bad, det, spans, &found, lo, need - 1);
+        why = (level == 2 ? rows_avx512 : rows_avx2)(p, n, cols, skips, ncols, need, bad, det, spans, &found, lo,
+                                                     need - 1);
     }
     else
 #endif
@@ -438,9 +458,26 @@ done:
     return result;
 }
 
+PyDoc_STRVAR(isa_doc,
+"isa(/)\n--\n\n"
+"Which row test may_match runs on this CPU: 'avx512', 'avx2' or 'portable' (every value scanned), after\n"
+"WARDGATE_PREFILTER_ISA's cap. For the tests and bench/rowtest.py, which say which path they timed or checked.");
+
+static PyObject *
+isa(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(unused))
+{
+#ifdef HAVE_REGION_TEST
+    const int level = region_level();
+#else
+    const int level = 0;
+#endif
+    return PyUnicode_FromString(level == 2 ? "avx512" : level == 1 ? "avx2" : "portable");
+}
+
 static PyMethodDef methods[] = {
     {"walk", (PyCFunction)(void (*)(void))walk, METH_FASTCALL, walk_doc},
     {"may_match", (PyCFunction)(void (*)(void))may_match, METH_FASTCALL, may_match_doc},
+    {"isa", isa, METH_NOARGS, isa_doc},
     {NULL, NULL, 0, NULL},
 };
 

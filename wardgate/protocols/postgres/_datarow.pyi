@@ -16,3 +16,7 @@ def may_match(buf: bytes | bytearray | memoryview, columns: Sequence[int], skips
     detectors whose bits are set in ``detectors`` (as ``wardgate.masking._prefilter.may_match`` takes them) as
     its test. Raises ``ValueError`` for a malformed row read on the way, a chosen index a row lacks, a skip
     outside 0-32767, ``len(skips) != len(columns)``, or ``detectors`` not a non-empty set of those bits."""
+
+def isa() -> str:
+    """Which row test ``may_match`` runs on this CPU: ``"avx512"``, ``"avx2"`` or ``"portable"`` (every value
+    scanned), after the cap of ``WARDGATE_PREFILTER_ISA`` (``avx2``, ``portable``) in the environment."""
