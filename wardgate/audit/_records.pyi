@@ -5,6 +5,7 @@ Audit records encoded in C: for the journal (:mod:`wardgate.audit.journal`), a b
 for the hash chain (:mod:`wardgate.audit.chain`), a positional record's canonical JSON.
 """
 
+from collections.abc import Callable
 from typing import Any
 
 def encode(records: list[tuple[str, str | None, Any]], /) -> bytes:
@@ -17,3 +18,9 @@ def decode_payload(buf: bytes | bytearray | memoryview, /) -> Any:
 def insert_text(table: str, values: tuple[object, ...], at: int, replacement: object, /) -> str | None:
     """``chain.canonical(table, None, values)`` with ``values[at]`` replaced by ``replacement`` (when ``at`` >= 0),
     or None when a value is not an exact str, int (int64), finite float, bool or None."""
+
+def sqlite_rows(rows: list[tuple[Any, ...]], slots: list[int], convert: Callable[[Any], Any],
+                /) -> list[tuple[Any, ...]]:
+    """The rows with the value at each index in ``slots`` as SQLite keeps a time: ``store.db.sqlite_time``'s text
+    for an exact float or int of epoch seconds in years 1970-9999, None and str as they are, ``convert(value)``
+    for anything else (a datetime, a negative time, one whose microseconds round up to the next second)."""
