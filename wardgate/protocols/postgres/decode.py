@@ -307,7 +307,12 @@ def describe(frame: bytes) -> tuple[str, str]:
 
 
 def command_tag(frame: bytes) -> str:
-    return frame[5:].rstrip(b"\0").decode("utf-8", "replace")
+    """The tag of a CommandComplete (trailing NULs dropped). Indexing, not ``rstrip``: compiled, a byte test is
+    native where a method of bytes is a call by name (this runs once per statement)."""
+    end = len(frame)
+    while end > 5 and frame[end - 1] == 0:
+        end -= 1
+    return frame[5:end].decode("utf-8", "replace")
 
 
 def ready_status(frame: bytes) -> str:
@@ -341,9 +346,16 @@ def sasl_mechanisms(data: bytes) -> list[str]:
 
 
 def rows_from_tag(tag: str) -> int | None:
-    """Row count carried by a command tag (``SELECT 3``, ``INSERT 0 5``, ``COPY 7``), if any."""
-    last = tag.rsplit(" ", 1)[-1]
-    return int(last) if last.isascii() and last.isdigit() and " " in tag else None
+    """Row count carried by a command tag (``SELECT 3``, ``INSERT 0 5``, ``COPY 7``), if any: the ASCII digits
+    after its last space. Read back from the end one character at a time, for the reason command_tag gives
+    (``rsplit``, ``isascii``, ``isdigit`` were ~1,600 instructions a statement)."""
+    n = len(tag)
+    i = n
+    while i > 0 and "0" <= tag[i - 1] <= "9":
+        i -= 1
+    if not 0 < i < n or tag[i - 1] != " ":
+        return None
+    return int(tag[i:])
 
 
 def function_call(frame: bytes) -> tuple[int, int]:
