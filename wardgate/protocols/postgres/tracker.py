@@ -52,10 +52,7 @@ class _Queue(Generic[T]):
         item = items[i]
         items[i] = None
         i += 1
-        if i == len(items):
-            items.clear()
-            i = 0
-        elif i >= _COMPACT_AT and 2 * i >= len(items):
+        if i >= _COMPACT_AT and 2 * i >= len(items):  # an emptied queue too, once every _COMPACT_AT items
             del items[:i]
             i = 0
         self.start = i
@@ -64,7 +61,7 @@ class _Queue(Generic[T]):
     def drain(self) -> list[T]:
         """Everything left, oldest first; the queue is then empty."""
         out = self.items[self.start :]  # no None among them: only answered slots are set to None
-        self.items.clear()
+        self.items = []  # list.clear() is a call by name from compiled code; a new list is not
         self.start = 0
         return cast("list[T]", out)
 
