@@ -793,21 +793,22 @@ class ClientConnection(_Endpoint):
     def _on_parse(self, frame: bytes) -> bytes:
         assert self.session is not None
         p = decode.parse_cached(frame)
+        name, query = p.name, p.query  # read once: Parse is an interpreted dataclass, each read a lookup by name
         if not self.doomed:
             try:
-                self.pipeline.on_parse(self.session, p.query, self.tracker.statements)
+                self.pipeline.on_parse(self.session, query, self.tracker.statements)
             except StatementRefused as exc:
                 # Refused before it exists: a Parse of the same name that fails, so the server's state (no such
                 # statement, skip to Sync) is what the client would see had the server itself rejected it.
                 # (A failing Parse of the unnamed statement has already dropped the previous one.)
                 self.tracker.add(self._refuse(exc))
                 self.doomed = True
-                if not p.name:
+                if not name:
                     self.tracker.statements.pop("", None)
-                return encode.parse(p.name, _REFUSED_SQL)
-        previous = self.tracker.statements.get(p.name)
-        self.tracker.parse(p.name, p.query)
-        self.tracker.add(PendingParse(p.query, p.name, previous))
+                return encode.parse(name, _REFUSED_SQL)
+        previous = self.tracker.statements.get(name)
+        self.tracker.parse(name, query)
+        self.tracker.add(PendingParse(query, name, previous))
         return frame
 
     def _on_bind(self, frame: bytes) -> bytes:
