@@ -117,3 +117,9 @@ def test_exact_half_microseconds_round_to_even(fraction: float) -> None:
     t = 1_765_000_000 + fraction
     assert (t - int(t)) * 1e6 % 1 == 0.5
     assert _c_time(t) == sqlite_time(t) == _reference(t)
+
+
+def test_c_any_number_of_time_columns() -> None:
+    times = [1_765_000_000.5 + k for k in range(12)]
+    (row,) = _records.sqlite_rows([(*times, "end")], list(range(12)), _converter)
+    assert list(row) == [_reference(t) for t in times] + ["end"]

@@ -565,21 +565,20 @@ sqlite_rows(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs
         return NULL;
     }
     const Py_ssize_t nrows = PyList_GET_SIZE(rows), nslots = PyList_GET_SIZE(slots);
-    Py_ssize_t at[8];
-    if (nslots > 8) {
-        PyErr_SetString(PyExc_ValueError, "sqlite_rows: at most 8 time columns");
-        return NULL;
-    }
+    Py_ssize_t small[8];  /* a table's time columns: 4 at most today */
+    Py_ssize_t *at = nslots <= 8 ? small : PyMem_New(Py_ssize_t, (size_t)nslots);
+    if (at == NULL) return PyErr_NoMemory();
+    PyObject *out = NULL;
     for (Py_ssize_t k = 0; k < nslots; k++) {
         at[k] = PyLong_AsSsize_t(PyList_GET_ITEM(slots, k));
-        if (at[k] == -1 && PyErr_Occurred()) return NULL;
+        if (at[k] == -1 && PyErr_Occurred()) goto done;
         if (at[k] < 0) {
             PyErr_SetString(PyExc_IndexError, "sqlite_rows: a negative column index");
-            return NULL;
+            goto done;
         }
     }
-    PyObject *out = PyList_New(nrows);
-    if (out == NULL) return NULL;
+    out = PyList_New(nrows);
+    if (out == NULL) goto done;
     for (Py_ssize_t r = 0; r < nrows; r++) {
         PyObject *row = PyList_GET_ITEM(rows, r);
         if (!PyTuple_Check(row)) {
@@ -603,10 +602,12 @@ sqlite_rows(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs
             Py_DECREF(old);
         }
     }
-    return out;
+    goto done;
 fail:
-    Py_DECREF(out);  /* the rows not reached are NULL, which a list's dealloc skips */
-    return NULL;
+    Py_CLEAR(out);  /* the rows not reached are NULL, which a list's dealloc skips */
+done:
+    if (at != small) PyMem_Free(at);
+    return out;
 }
 
 static PyMethodDef methods[] = {
