@@ -3,7 +3,7 @@
 Two kinds, both compiled by any install (`pip install -e .` puts each built module next to its source):
 
 - C extensions: the loops over bytes (message framing, the DataRow walk, masking's prefilter and per-row masks,
-  audit records for the journal and the chain).
+  audit records for the journal, the chain and the SQLite store's times).
 - The per-statement Python, compiled with mypyc (the modules listed under [tool.wardgate] in pyproject.toml):
   the same typed source that mypy checks, turned into C so that a statement costs fewer instructions. Measured
   under callgrind (bench/instructions.py), per pgbench select-only transaction in the gateway's main process:

@@ -8,7 +8,7 @@ the 13 built-in detectors. This times it on one buffer of DataRow messages built
 microseconds per 1,000 rows (minimum and median of ``--rounds`` rounds of 200 calls). ``--compare`` loads other
 builds of the module (a ``_datarow*.so`` built from another commit) and alternates them with this one, so that a
 change is judged within one run; the machine's speed moves between runs. An older build may not know the
-``WARDGATE_PREFILTER_ISA`` cap (before 2026-12-07 16:00 UTC: ``WARDGATE_PREFILTER_PORTABLE=1``).
+``WARDGATE_PREFILTER_ISA`` cap (builds before 7d3678e: ``WARDGATE_PREFILTER_PORTABLE=1``).
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 /*
- * wardgate.audit._records: audit records encoded in C, for the journal (framed, compact) and for the hash chain
- * (canonical JSON). One module: both write one record's values in one pass into a growing buffer.
+ * wardgate.audit._records: audit records encoded in C, for the journal (framed, compact), for the hash chain
+ * (canonical JSON) and for the SQLite store (a batch's times as text). One module: the shipper's per-record work
+ * that repays C, the encoders writing one record's values in one pass into a growing buffer.
  *
  * --- The journal (journal.py) ---
  *
@@ -628,7 +629,8 @@ static PyModuleDef_Slot slots[] = {
 static struct PyModuleDef module_def = {
     PyModuleDef_HEAD_INIT,
     .m_name = "wardgate.audit._records",
-    .m_doc = "Audit records encoded in C: for the journal (wardgate.audit.journal) and the chain (wardgate.audit.chain).",
+    .m_doc = "Audit records encoded in C: for the journal (wardgate.audit.journal), the chain (wardgate.audit.chain)"
+             " and the SQLite store's times (wardgate.store.db).",
     .m_size = 0,
     .m_methods = methods,
     .m_slots = slots,

@@ -2,7 +2,8 @@
 the journal's compact record form and which values the chain's encoder writes).
 
 Audit records encoded in C: for the journal (:mod:`wardgate.audit.journal`), a batch of records framed in one call;
-for the hash chain (:mod:`wardgate.audit.chain`), a positional record's canonical JSON.
+for the hash chain (:mod:`wardgate.audit.chain`), a positional record's canonical JSON; for the SQLite store
+(:mod:`wardgate.store.db`), a batch's times as the text it keeps.
 """
 
 from collections.abc import Callable
