@@ -64,3 +64,19 @@ def test_reader_refuses_like_before_and_keeps_partial_frames() -> None:
     assert r.buffered == 0
     with pytest.raises(ProtocolViolation, match="invalid message length 3 for message type 'Q'"):
         FrameReader(100).feed_runs(b"Q\x00\x00\x00\x03", -1)
+
+
+def test_messages_without_body_and_ready_for_query_are_shared() -> None:
+    """ParseComplete, BindComplete, ReadyForQuery...: the same bytes object every time (no allocation per
+    message), equal to what the Python loop returns; other messages are new objects."""
+    buf = b"1\x00\x00\x00\x042\x00\x00\x00\x04C\x00\x00\x00\x0dSELECT 1\x00Z\x00\x00\x00\x05I"
+    first, pos = _framing.frames(buf, -1, 1 << 30)
+    again, _ = _framing.frames(bytearray(buf), -1, 1 << 30)
+    assert (first, pos) == _frames_py(buf, -1, 1 << 30)
+    assert [a[1] is b[1] for a, b in zip(first, again, strict=True)] == [True, True, False, True]
+    for status in b"ITE":
+        z = b"Z\x00\x00\x00\x05" + bytes([status])
+        assert _framing.frames(z, -1, 64)[0][0][1] is _framing.frames(z, -1, 64)[0][0][1] == z
+    odd = b"Z\x00\x00\x00\x05X"  # not a status the server sends: correct, not shared
+    assert _framing.frames(odd, -1, 64)[0] == [(90, odd, 1)]
+    assert _framing.frames(odd, -1, 64)[0][0][1] is not _framing.frames(odd, -1, 64)[0][0][1]

@@ -343,6 +343,7 @@ class ClientConnection(_Endpoint):
         self.keep_rows, self.keep_bytes = replay.rows, replay.value_bytes  # result samples for session replay
         self.copy_out = -1  # format of the COPY TO STDOUT in progress (0 text, 1 binary), -1: none
         self.held: list[tuple[int, bytes, int]] | None = None  # answers waiting for a catalog lookup
+        self.answers_same = False  # did the last _answers pass every frame on as it came?
         # A message held for review, and what the client sent after it (not read while it waits).
         self.waiting: HeldMessage | None = None
         self.stashed = bytearray()
@@ -650,25 +651,35 @@ class ClientConnection(_Endpoint):
             if self.transport is not None:
                 self.transport.pause_reading()  # flow control may have resumed it: nothing more until then
             return
+        reader = self.reader
+        whole = not reader.buffered
         try:
-            frames = self.reader.feed_runs(data, NO_RUNS)
+            frames = reader.feed_runs(data, NO_RUNS)
         except ProtocolViolation as exc:
             self._fatal("08P01", f"wardgate: protocol violation: {exc}", f"protocol violation: {exc}")
             return
-        self._relay_frames(frames, [])
+        self._relay_frames(frames, [], data if whole and not reader.buffered else None)
 
-    def _relay_frames(self, frames: list[tuple[int, bytes, int]], out: list[bytes]) -> None:
-        """Decide and forward client frames; a statement held for review stops the loop (the rest waits)."""
+    def _relay_frames(self, frames: list[tuple[int, bytes, int]], out: list[bytes], whole: bytes | None = None) -> None:
+        """Decide and forward client frames; a statement held for review stops the loop (the rest waits).
+
+        ``whole``: the bytes read, when ``frames`` are exactly them. If every message goes on as it came, those
+        bytes are written as they are, not joined again from their pieces."""
         up = self.upstream
         if up is None:
             return
+        same = whole is not None
         try:
             for i, (kind, frame, _) in enumerate(frames):
                 try:
-                    out.append(self._client_message(kind, frame))
+                    sent = self._client_message(kind, frame)
                 except ReviewRequired as held:
                     self._hold(held, kind, frame, frames[i + 1 :])
+                    same = False
                     break
+                if sent is not frame:
+                    same = False
+                out.append(sent)
         except ProtocolViolation as exc:
             self._fatal("08P01", f"wardgate: protocol violation: {exc}", f"protocol violation: {exc}")
             return
@@ -676,7 +687,9 @@ class ClientConnection(_Endpoint):
             log.exception("unexpected error relaying from client %s", self.client_addr)
             self._fatal("XX000", "wardgate: internal error (see the gateway log)", "internal error")
             return
-        if out:
+        if same and whole is not None:
+            up.write(whole)
+        elif out:
             up.write(out[0] if len(out) == 1 else b"".join(out))
 
     def _client_message(self, kind: int, frame: bytes) -> bytes:
@@ -911,17 +924,22 @@ class ClientConnection(_Endpoint):
 
     def from_upstream(self, data: bytes) -> None:
         assert self.upstream is not None
+        reader = self.upstream.reader
+        whole = not reader.buffered
         try:
-            frames = self.upstream.reader.feed_runs(data, m.DATA_ROW)
+            frames = reader.feed_runs(data, m.DATA_ROW)
         except ProtocolViolation as exc:
             log.error("upstream of %s sent invalid data: %s", self._conn_name, exc)
             self._fatal("08006", f'wardgate: the upstream of connection "{self._conn_name}" sent invalid data')
             return
-        self._relay_answers(frames)
+        self._relay_answers(frames, data if whole and not reader.buffered else None)
 
-    def _relay_answers(self, frames: list[tuple[int, bytes, int]]) -> None:
+    def _relay_answers(self, frames: list[tuple[int, bytes, int]], whole: bytes | None = None) -> None:
+        """``whole``: as in ``_relay_frames``, the bytes read when ``frames`` are exactly them."""
         try:
             out = self._answers(frames)
+            if whole is not None and self.answers_same:
+                out = [whole]  # every answer goes on as it came: the bytes read, not joined again
             if self.pipeline.recorder.staged:
                 # The records are durable before the client hears of the statements. With other sessions live,
                 # the answers wait for the end of this turn of the event loop, so that one journal write covers
@@ -974,17 +992,23 @@ class ClientConnection(_Endpoint):
         """Pair the server's answers with their statements and settle them; return the frames for the client.
 
         When masking needs column names that are not known yet, the answers from that one on are held
-        (``self.held``) and a lookup starts; they are handled again when it is done."""
+        (``self.held``) and a lookup starts; they are handled again when it is done. ``self.answers_same``
+        says whether every frame went on as it came."""
         out = []
+        same = True
         for i, (kind, frame, count) in enumerate(frames):
             try:
                 answer = self._answer(kind, frame, count)
             except NeedCatalog as need:
                 self.held = frames[i:]
                 self.frontend.spawn(self._load_names(need.oids))
+                same = False
                 break
+            if answer is not frame:
+                same = False
             if answer is not None:
                 out.append(answer)
+        self.answers_same = same
         return out
 
     def _answer(self, kind: int, frame: bytes, count: int) -> bytes | None:

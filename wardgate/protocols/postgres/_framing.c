@@ -20,15 +20,40 @@ be32(const uint8_t *p)
     return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | (uint32_t)p[3];
 }
 
+/* Messages with no body (ParseComplete, BindComplete, CloseComplete, NoData, Sync, Flush, CopyDone, ...) and
+ * ReadyForQuery with each transaction status: a third of a short exchange's messages. Their bytes never differ,
+ * so each is made once and shared (bytes are immutable): no allocation, copy and free per message. They live in
+ * the module's state, so that each interpreter has its own. */
+typedef struct {
+    PyObject *bodiless[256];
+    PyObject *ready[3];  /* 'Z' with status 'I', 'T', 'E' */
+} shared_frames;
+
+static PyObject *
+shared(shared_frames *st, const uint8_t *m, Py_ssize_t size)
+{
+    PyObject **slot;
+    if (size == 5)
+        slot = &st->bodiless[m[0]];
+    else if (size == 6 && m[0] == 'Z' && m[4] == 5)
+        slot = m[5] == 'I' ? &st->ready[0] : m[5] == 'T' ? &st->ready[1] : m[5] == 'E' ? &st->ready[2] : NULL;
+    else
+        slot = NULL;
+    if (slot == NULL) return PyBytes_FromStringAndSize((const char *)m, size);
+    if (*slot == NULL && (*slot = PyBytes_FromStringAndSize((const char *)m, size)) == NULL) return NULL;
+    Py_INCREF(*slot);
+    return *slot;
+}
+
 /* Append (kind, p[a..b), count) to out; -1 on failure. */
 static int
-put(PyObject *out, long kind, const uint8_t *p, Py_ssize_t a, Py_ssize_t b, Py_ssize_t count)
+put(shared_frames *st, PyObject *out, long kind, const uint8_t *p, Py_ssize_t a, Py_ssize_t b, Py_ssize_t count)
 {
     /* Built by hand: Py_BuildValue parses its format string on every call (~650 instructions a frame). */
     PyObject *item = PyTuple_New(3);
     if (item == NULL) return -1;
     PyObject *k = PyLong_FromLong(kind);  /* a cached small int: the type byte is < 256 */
-    PyObject *frame = PyBytes_FromStringAndSize((const char *)(p + a), b - a);
+    PyObject *frame = shared(st, p + a, b - a);
     PyObject *n = PyLong_FromSsize_t(count);
     if (k == NULL || frame == NULL || n == NULL) {
         Py_XDECREF(k);
@@ -52,8 +77,9 @@ PyDoc_STRVAR(frames_doc,
 "ValueError(type, length) for a length below 4 or above limit.");
 
 static PyObject *
-frames(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+frames(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
+    shared_frames *st = (shared_frames *)PyModule_GetState(module);
     if (nargs != 3) {
         PyErr_Format(PyExc_TypeError, "frames() takes exactly 3 arguments (%zd given)", nargs);
         return NULL;
@@ -88,16 +114,23 @@ frames(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
         }
         else {
             if (run_start >= 0) {
-                if (put(out, run_type, p, run_start, pos, run_count) != 0) goto done;
+                if (put(st, out, run_type, p, run_start, pos, run_count) != 0) goto done;
                 run_start = -1;
                 run_count = 0;
             }
-            if (put(out, kind, p, pos, stop, 1) != 0) goto done;
+            if (put(st, out, kind, p, pos, stop, 1) != 0) goto done;
         }
         pos = stop;
     }
-    if (run_start >= 0 && put(out, run_type, p, run_start, pos, run_count) != 0) goto done;
-    result = Py_BuildValue("(On)", out, pos);
+    if (run_start >= 0 && put(st, out, run_type, p, run_start, pos, run_count) != 0) goto done;
+    PyObject *end_pos = PyLong_FromSsize_t(pos);  /* the pair by hand, as in put() */
+    if (end_pos == NULL || (result = PyTuple_New(2)) == NULL) {
+        Py_XDECREF(end_pos);
+        goto done;
+    }
+    Py_INCREF(out);
+    PyTuple_SET_ITEM(result, 0, out);
+    PyTuple_SET_ITEM(result, 1, end_pos);
 done:
     Py_XDECREF(out);
     PyBuffer_Release(&view);
@@ -116,13 +149,23 @@ static PyModuleDef_Slot slots[] = {
     {0, NULL},
 };
 
+static void
+free_shared(void *module)
+{
+    shared_frames *st = (shared_frames *)PyModule_GetState((PyObject *)module);
+    if (st == NULL) return;
+    for (int i = 0; i < 256; i++) Py_CLEAR(st->bodiless[i]);
+    for (int i = 0; i < 3; i++) Py_CLEAR(st->ready[i]);
+}
+
 static struct PyModuleDef module_def = {
     PyModuleDef_HEAD_INIT,
     .m_name = "wardgate.protocols.postgres._framing",
     .m_doc = "The message-framing loop of wardgate.protocols.postgres.framing.FrameReader.feed_runs, in C.",
-    .m_size = 0,
+    .m_size = sizeof(shared_frames),  /* zeroed by the interpreter */
     .m_methods = methods,
     .m_slots = slots,
+    .m_free = free_shared,
 };
 
 PyMODINIT_FUNC
