@@ -1025,11 +1025,10 @@ class ClientConnection(_Endpoint):
         elif kind == m.COMMAND_COMPLETE:
             h = tracker.complete()
             if isinstance(h, StatementRecord):
-                tag = decode.command_tag(frame)
-                rows = decode.rows_from_tag(tag)
+                rows = decode.tag_rows(frame)
                 if h.kept is None and self.keep_rows:
                     self._keep_columns(h)  # a result with no rows: its columns still show in a replay
-                pipeline.finish(h, "ok", tag=tag, rows=self.rows if rows is None else rows)
+                pipeline.finish(h, "ok", tag=decode.command_tag(frame), rows=self.rows if rows < 0 else rows)
                 if masker is not None and "ddl" in h.info.tags:
                     masker.catalog.invalidate()
                     masker.forget()
