@@ -83,10 +83,10 @@ def test_error_response_round_trip() -> None:
     assert fields.fields["D"] == "d" and fields.fields["H"] == "h"
 
 
-def test_rows_from_tag() -> None:
-    assert decode.rows_from_tag("SELECT 3") == 3
-    assert decode.rows_from_tag("INSERT 0 5") == 5
-    assert decode.rows_from_tag("BEGIN") is None
+def test_tag_rows() -> None:
+    assert decode.tag_rows(b"C\x00\x00\x00\x0dSELECT 3\x00") == 3
+    assert decode.tag_rows(b"C\x00\x00\x00\x0fINSERT 0 5\x00") == 5
+    assert decode.tag_rows(b"C\x00\x00\x00\x0aBEGIN\x00") == -1
 
 
 DECODERS = [decode.query, decode.parse, decode.bind, decode.execute, decode.close, decode.function_call,

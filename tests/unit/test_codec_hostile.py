@@ -144,7 +144,7 @@ def backend_key_frames(draw: st.DrawFn) -> tuple[bytes, Any]:
 
 
 # Command tags whose row count is written in anything Python calls numeric (ASCII digits, other scripts' digits,
-# superscripts, circled numbers, fractions...): `rows_from_tag` parses the count from server-sent text.
+# superscripts, circled numbers, fractions...): `tag_rows` reads the count from server-sent bytes.
 NUMERIC = "".join(chr(c) for c in range(sys.maxunicode + 1) if chr(c).isnumeric())
 counts = st.one_of(st.integers(min_value=0, max_value=10**12).map(str),
                    st.text(alphabet=st.sampled_from(NUMERIC), min_size=1, max_size=4))
@@ -251,7 +251,7 @@ def _only_violations(fn: Callable[[bytes], object], data: bytes) -> None:
 # --- decoders ------------------------------------------------------------------------------------------------
 
 DECODERS: list[Callable[[bytes], object]] = [
-    decode.query, decode.parse, decode.parse_cached, decode.bind, decode.bind_target, decode.execute, decode.close,
+    decode.query, decode.parse, decode.parse_target, decode.bind, decode.bind_target, decode.execute, decode.close,
     decode.function_call, decode.password, decode.row_description, decode.data_row,
     decode.error_fields, decode.auth_request, decode.parameter_status, decode.backend_key, decode.command_tag,
     decode.ready_status,
@@ -324,18 +324,20 @@ def test_startup_reader_then_decoder(stream: bytes, step: int) -> None:
 @FUZZ
 @given(command_complete_frames())
 def test_row_count_from_any_command_tag(case: tuple[bytes, Any]) -> None:
-    """What the front-end does with every CommandComplete: command_tag, then rows_from_tag."""
+    """What the front-end does with every CommandComplete: command_tag and tag_rows."""
     frame, tag = case
     assert decode.command_tag(frame) == tag
 
     def count(f: bytes) -> object:
-        return decode.rows_from_tag(decode.command_tag(f))
+        return decode.command_tag(f), decode.tag_rows(f)
 
     _only_violations(count, frame)
-    rows = decode.rows_from_tag(tag)
+    rows = decode.tag_rows(frame)
     last = tag.rsplit(" ", 1)[-1]
     if " " in tag and last.isascii() and last.isdigit():
         assert rows == int(last)
+    else:
+        assert rows == -1
 
 
 # --- valid frames decode to what was encoded ---------------------------------------------------------------------
@@ -375,10 +377,10 @@ def test_bind_target_reads_what_bind_decodes(case: tuple[bytes, Any]) -> None:
 
 @FUZZ
 @given(parse_frames())
-def test_parse_cached_is_parse(case: tuple[bytes, Any]) -> None:
+def test_parse_target_reads_what_parse_decodes(case: tuple[bytes, Any]) -> None:
     frame, expected = case
-    assert decode.parse_cached(frame) == expected
-    assert decode.parse_cached(frame) == expected  # the second time from the cache
+    assert decode.parse_target(frame) == (expected.name, expected.query)
+    assert decode.parse_target(frame) == (expected.name, expected.query)  # the second time from the cache
 
 
 @FUZZ
@@ -444,7 +446,7 @@ def test_relay_path_decodes_what_the_reader_frames(strategy: st.SearchStrategy[t
                                                    data: st.DataObject) -> None:
     """What ClientConnection.relay does: FrameReader, then the decoder for each handled type."""
     handled: dict[int, Callable[[bytes], object]] = {
-        m.QUERY: decode.query, m.PARSE: decode.parse_cached, m.BIND: decode.bind_target, m.EXECUTE: decode.execute,
+        m.QUERY: decode.query, m.PARSE: decode.parse_target, m.BIND: decode.bind_target, m.EXECUTE: decode.execute,
         m.CLOSE: decode.close, m.FUNCTION_CALL: decode.function_call, m.PASSWORD: decode.password,
     }
     stream = data.draw(mutated(strategy))

@@ -805,8 +805,7 @@ class ClientConnection(_Endpoint):
 
     def _on_parse(self, frame: bytes) -> bytes:
         assert self.session is not None
-        p = decode.parse_cached(frame)
-        name, query = p.name, p.query  # read once: Parse is an interpreted dataclass, each read a lookup by name
+        name, query = decode.parse_target(frame)
         if not self.doomed:
             try:
                 self.pipeline.on_parse(self.session, query, self.tracker.statements)
