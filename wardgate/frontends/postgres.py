@@ -15,7 +15,7 @@ import logging
 import secrets
 import ssl
 from collections import deque
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, cast
@@ -165,7 +165,11 @@ class _Endpoint:
     """
 
     def __init__(self) -> None:
-        self.transport: asyncio.Transport | None = None
+        self.transport: asyncio.Transport | None = None  # set through set_transport
+        # The transport's write and is_closing, bound once (set_transport): compiled, ``transport.write(...)`` is
+        # a lookup by name and a call, ~600 instructions, where a bound method in a field is a call.
+        self._send: Callable[[bytes], object] | None = None
+        self._closing: Callable[[], bool] | None = None
         self.peer: _Endpoint | None = None
         self._rx = bytearray()
         self._paused = False
@@ -177,7 +181,13 @@ class _Endpoint:
 
     # asyncio callbacks ------------------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
+        self.set_transport(cast(asyncio.Transport, transport))  # uvloop's transports are not subclasses
+
+    def set_transport(self, transport: asyncio.Transport | None) -> None:
+        """The transport from now on (TLS replaces the first one), and its methods the relay calls each time."""
+        self.transport = transport
+        self._send = None if transport is None else transport.write
+        self._closing = None if transport is None else transport.is_closing
 
     def data_received(self, data: bytes) -> None:
         self.bytes_in += len(data)
@@ -245,9 +255,10 @@ class _Endpoint:
         return rx
 
     def write(self, data: bytes) -> None:
-        if self.transport is not None and not self.transport.is_closing():
+        send, closing = self._send, self._closing
+        if send is not None and closing is not None and not closing():
             self.bytes_out += len(data)
-            self.transport.write(data)
+            send(data)
 
     def close(self) -> None:
         if self.transport is not None and not self.transport.is_closing():
@@ -514,7 +525,7 @@ class ClientConnection(_Endpoint):
             raise _Closed from exc
         if new is None:
             raise _Closed
-        self.transport = new
+        self.set_transport(new)
         self.tls = True
 
     async def _connect_upstream(self, session: Session, params: dict[str, str]) -> None:
@@ -593,7 +604,7 @@ class ClientConnection(_Endpoint):
             assert up.transport is not None
             loop = asyncio.get_running_loop()
             try:
-                up.transport = await loop.start_tls(up.transport, up.as_protocol(), ctx, server_hostname=conn.host)
+                up.set_transport(await loop.start_tls(up.transport, up.as_protocol(), ctx, server_hostname=conn.host))
             except ssl.SSLError as exc:
                 raise UpstreamError(
                     "08006",
