@@ -13,14 +13,31 @@ from .sql import StatementInfo, classify
 UNKNOWN_STATEMENT = StatementInfo("unknown", "-- a prepared statement the gateway has not seen prepared")
 
 
+# single_statement's answers by text, here as well as in classify's lru_cache: classify is interpreted, and a call
+# to it from compiled code (a Python-level call, then the LRU's bookkeeping) is ~1,300 instructions, where this
+# dict's lookup is ~100; the relay asks twice a statement (Parse, Execute). Bounded like the other caches.
+_SINGLE: dict[str, StatementInfo] = {}
+_SINGLE_ENTRIES = 8192
+_SINGLE_TEXT = 8192
+
+
 def single_statement(text: str) -> StatementInfo:
     """The one statement of an extended-protocol text (the server refuses several; record what was tried)."""
+    info = _SINGLE.get(text)
+    if info is not None:
+        return info
     infos = classify(text)
     if len(infos) == 1:
-        return infos[0]
-    if not infos:
-        return StatementInfo("empty", "")
-    return StatementInfo("multiple", "; ".join(i.redacted or "?" for i in infos))
+        info = infos[0]
+    elif not infos:
+        info = StatementInfo("empty", "")
+    else:
+        info = StatementInfo("multiple", "; ".join(i.redacted or "?" for i in infos))
+    if len(text) <= _SINGLE_TEXT:
+        if len(_SINGLE) >= _SINGLE_ENTRIES:
+            _SINGLE.clear()
+        _SINGLE[text] = info
+    return info
 
 
 def effective(
