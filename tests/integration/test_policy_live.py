@@ -86,6 +86,22 @@ def test_refused_at_parse_the_statement_never_exists_and_its_name_is_free(gw: Ga
         ("extended", "denied", "no-delete-without-where")] * 2 + [("extended", "denied", "no-role-changes")]
 
 
+def test_a_statement_nested_too_deeply_to_analyse_is_refused_by_rule_and_the_session_goes_on(gw: Gateway) -> None:
+    """600 chained || make a parse tree deeper than Python's recursion limit: the statement is refused as
+    unparsed (not an internal error that ends the session), in both protocols, and the session keeps working."""
+    user = unique("deep")
+    deep = "SELECT " + " || ".join(["'a'"] * 600)
+    with connect(gw, user, autocommit=True) as conn:
+        for binary in (False, True):  # simple protocol, then extended
+            with pytest.raises(psycopg.errors.SyntaxError, match='rule "unparsed-statement"') as err:
+                conn.cursor(binary=binary).execute(deep)
+            assert "nests expressions too deeply" in str(err.value)
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+    _, stmts = recorded(gw, user)
+    assert [(s["kind"], s["status"], s["rule"]) for s in stmts if s["status"] == "denied"] == [
+        ("unparsed", "denied", "unparsed-statement")] * 2
+
+
 def test_review_holds_and_an_undecided_request_expires_with_a_clear_error(gw: Gateway) -> None:
     """Approvals are test_reviews_live.py's; here: what a review nobody decides looks like to the client."""
     user = unique("review")

@@ -129,22 +129,29 @@ def _classify_one(piece: str) -> StatementInfo:
     # lexed, or its verdict depends on its literals (set_config('role', ...)): classify the statement itself.
     try:
         node = _parse_one(piece)
+        if node is None:
+            return StatementInfo("unparsed", shape, "not a single statement")
+        return _info(analyze(node), shape)
     except (pg.ParseError, ValueError) as exc:
         return StatementInfo("unparsed", shape, _parser_message(exc))
-    if node is None:
-        return StatementInfo("unparsed", shape, "not a single statement")
-    return _info(analyze(node), shape)
+    except RecursionError:
+        # Expressions nested hundreds deep ('a' || 'b' || ... 500 times): the parse tree's JSON and the walk
+        # over it exceed Python's recursion limit. Unparsed, so the policy's rule for those decides (fail closed).
+        return StatementInfo("unparsed", shape, TOO_DEEP)
+
+
+TOO_DEEP = "it nests expressions too deeply for the gateway to analyse"
 
 
 @lru_cache(maxsize=4096)
 def _classify_shape(shape: str) -> StatementInfo | None:
     try:
         node = _parse_one(shape)
-    except (pg.ParseError, ValueError):
+        if node is None:
+            return None
+        facts = analyze(node)
+    except (pg.ParseError, ValueError, RecursionError):
         return None
-    if node is None:
-        return None
-    facts = analyze(node)
     if facts.literal_sensitive:
         return None
     return _info(facts, shape)
@@ -165,7 +172,7 @@ def prepared_names(text: str) -> list[tuple[str, str | None, str | None]]:
     for piece in pieces:
         try:
             (raw,) = pg.parse_sql(piece)
-        except (pg.ParseError, ValueError):
+        except (pg.ParseError, ValueError, RecursionError):
             continue
         node: Any = raw.stmt  # pglast's node classes are generated; their fields are not typed
         kind = type(node).__name__
