@@ -1,12 +1,15 @@
 """The journal's C encoder (wardgate/audit/_records.c): every record comes back exactly as it went in, by type;
-records it cannot express are written by marshal exactly as before; journals written before it still read; and
-no byte string makes its reader do anything but return a value or raise ValueError/TypeError."""
+records it cannot express are written by marshal exactly as before; journals written before it (marshal) and
+before CRC-32C (compact records under zlib's CRC-32) still read; the CRC-32C is the standard one, by the CPU's
+instruction and by the table alike; and no byte string makes its reader do anything but return a value or raise
+ValueError/TypeError."""
 
 from __future__ import annotations
 
 import marshal
 import struct
 import zlib
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -51,12 +54,17 @@ def same(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
+def checksum(payload: bytes) -> int:
+    """The reader's rule: CRC-32C for a compact payload (first byte 1), zlib's CRC-32 for anything else."""
+    return _records.crc32c(payload) if payload[:1] == b"\x01" else zlib.crc32(payload)
+
+
 def frames(data: bytes) -> list[bytes]:
     out, pos = [], 0
     while pos < len(data):
         size, crc = struct.unpack_from("!II", data, pos)
         payload = data[pos + 8 : pos + 8 + size]
-        assert zlib.crc32(payload) == crc
+        assert checksum(payload) == crc
         out.append(payload)
         pos += 8 + size
     return out
@@ -85,7 +93,7 @@ def test_records_come_back_as_they_went(records: list[Any]) -> None:
 @given(RECORD)
 def test_a_record_is_compact_or_exactly_what_marshal_wrote(record: Any) -> None:
     (payload,) = frames(encode_staged([record]))
-    if payload[0] == 0:
+    if payload[0] == 1:
         assert same(_records.decode_payload(payload), record)
     else:
         assert payload == marshal.dumps(record)
@@ -108,7 +116,7 @@ def test_what_the_compact_form_does_not_cover_goes_to_marshal(values: Any) -> No
 def test_the_common_records_are_compact() -> None:
     records = [("statements", None, ("s", 1, 2.5, "select $1", None, True, ("d", b"\x00", 1, 0, 1))),
                ("sessions", "id", {"id": "s", "ended_at": 3.25, "bytes_to_client": 10})]
-    assert [p[0] for p in frames(encode_staged(records))] == [0, 0]
+    assert [p[0] for p in frames(encode_staged(records))] == [1, 1]
 
 
 def test_what_marshal_refuses_is_refused() -> None:
@@ -130,6 +138,7 @@ def test_what_marshal_refuses_is_refused() -> None:
 @example(b"")
 def test_any_bytes_give_a_value_or_a_clear_error(data: bytes) -> None:
     try:
+        _records.decode_payload(b"\x01" + data)
         _records.decode_payload(b"\x00" + data)
         _records.decode_payload(data)
     except (ValueError, TypeError):
@@ -144,14 +153,58 @@ def test_a_damaged_payload_with_a_good_checksum_is_corrupt_or_a_value(records: l
     took 250 ms here), which the checksum is there to rule out."""
     payloads = frames(encode_staged(records))
     i = data.draw(st.integers(0, len(payloads) - 1))
-    assume(payloads[i][0] == 0)
+    assume(payloads[i][0] == 1)
     p = bytearray(payloads[i])
     at = data.draw(st.integers(0, len(p) - 1))
     p[at] = data.draw(st.integers(0, 255))
     payloads[i] = bytes(p)
-    journal = b"".join(struct.pack("!II", len(q), zlib.crc32(q)) + q for q in payloads)
+    journal = b"".join(struct.pack("!II", len(q), checksum(q)) + q for q in payloads)
     try:
         writes, _ = decode(journal)
     except JournalCorrupt:
         return
     assert all(isinstance(w, Write) for w in writes)
+
+
+def compact_crc32_format(records: list[Any]) -> bytes:
+    """How compact records were written before CRC-32C: first byte 0, zlib's CRC-32."""
+    out = []
+    for p in frames(encode_staged(records)):
+        old = b"\x00" + p[1:] if p[0] == 1 else p
+        out.append(struct.pack("!II", len(old), zlib.crc32(old)) + old)
+    return b"".join(out)
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(RECORD, min_size=1, max_size=4))
+def test_compact_records_under_crc32_still_read(records: list[Any]) -> None:
+    data = compact_crc32_format(records)
+    writes, end = decode(data)
+    assert end == len(data)
+    assert all(same(w.values, values) for w, (_, _, values) in zip(writes, records, strict=True))
+    damaged = bytearray(data)
+    damaged[-1] ^= 0x01
+    with pytest.raises(JournalCorrupt):
+        decode(damaged)
+
+
+def test_crc32c_is_the_standard_one() -> None:
+    """Check values of CRC-32C (RFC 3720, appendix B.4, and the common '123456789' one)."""
+    vectors = [(b"", 0), (b"123456789", 0xE3069283), (bytes(32), 0x8A9136AA), (b"\xff" * 32, 0x62A8AB43),
+               (bytes(range(32)), 0x46DD794E), (bytes(range(31, -1, -1)), 0x113FDB5C)]
+    for data, want in vectors:
+        assert _records.crc32c(data) == want
+        assert _records.crc32c(data, True) == want
+        assert _records.crc32c(bytearray(data)) == want
+
+
+@settings(max_examples=1000)
+@given(st.binary(max_size=300), st.integers(0, 7))
+def test_crc32c_by_the_instruction_is_the_tables(data: bytes, skip: int) -> None:
+    view = memoryview(data)[min(skip, len(data)):]  # any alignment
+    assert _records.crc32c(view) == _records.crc32c(view, True)
+
+
+def test_crc32c_uses_the_instruction_where_the_cpu_has_it() -> None:
+    flags = Path("/proc/cpuinfo").read_text().split()
+    assert _records.crc32c_hardware() == ("sse4_2" in flags)

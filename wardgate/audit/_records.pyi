@@ -10,11 +10,20 @@ from collections.abc import Callable
 from typing import Any
 
 def encode(records: list[tuple[str, str | None, Any]], /) -> bytes:
-    """The journal bytes of ``records``: each framed as length | crc32 | payload, the payload compact where the
-    record allows, else ``marshal.dumps(record)``. Raises ``ValueError`` as ``marshal.dumps`` does."""
+    """The journal bytes of ``records``: each framed as length | checksum | payload, the payload compact (first
+    byte 1, checked by CRC-32C) where the record allows, else ``marshal.dumps(record)`` (checked by zlib's CRC-32).
+    Raises ``ValueError`` as ``marshal.dumps`` does."""
+
+def crc32c(buf: bytes | bytearray | memoryview, portable: bool = False, /) -> int:
+    """The CRC-32C (Castagnoli) of ``buf``; ``portable``: the byte table's answer even where the CPU's crc32
+    instruction is used."""
+
+def crc32c_hardware() -> bool:
+    """Whether ``crc32c`` uses the CPU's crc32 instruction (SSE4.2) here."""
 
 def decode_payload(buf: bytes | bytearray | memoryview, /) -> Any:
-    """The record of a compact payload (first byte 0). Raises ``ValueError`` for bytes ``encode`` did not write."""
+    """The record of a compact payload (first byte 1, or 0 as written until 2026-12-07). Raises ``ValueError`` for
+    bytes ``encode`` did not write."""
 
 def insert_text(table: str, values: tuple[object, ...], at: int, replacement: object, /) -> str | None:
     """``chain.canonical(table, None, values)`` with ``values[at]`` replaced by ``replacement`` (when ``at`` >= 0),

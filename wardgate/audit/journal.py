@@ -4,16 +4,18 @@ Writing one batch with ``os.write`` costs a few microseconds and survives a cras
 bytes are in the kernel); with ``fsync`` it also survives a crash of the machine, at the price of a disk flush
 per batch. The shipper process (``shipper.py``) tails the journal into the store.
 
-A record is ``length (u32) | crc32 (u32) | payload``, the payload the record ``(table, key, values)`` in the compact
-form of ``_records.c`` (first byte 0: tagged plain values, written in one C pass over the batch), or, for a record
-holding other types, ``marshal.dumps`` of it (as every record was until 2026-12-07, so older journals ship as
-they are). The CRC means a torn or damaged tail is recognised, never decoded. The journal is transient (shipped
-within milliseconds) and private (mode 0600), so marshal's lack of a cross-version promise and of defences against
-hostile input does not matter here; the compact reader checks every length anyway.
+A record is ``length (u32) | checksum (u32) | payload``, the payload the record ``(table, key, values)`` in the
+compact form of ``_records.c`` (first byte 1: tagged plain values, written in one C pass over the batch, checked
+by CRC-32C), or, for a record holding other types, ``marshal.dumps`` of it (checked by zlib's CRC-32, as every
+record was until 2026-12-07; compact records written before then start with 0 and are checked by CRC-32 too, so
+older journals ship as they are). The checksum means a torn or damaged tail is recognised, never decoded. The
+journal is transient (shipped within milliseconds) and private (mode 0600), so marshal's lack of a cross-version
+promise and of defences against hostile input does not matter here; the compact reader checks every length anyway.
 
 Why not marshal alone: encoding is on the relay's path, once per statement, and marshal.dumps with the Python
 loop that framed its output was ~13,000 instructions a select-only record, a quarter of the gateway's per
-statement; the C encoder is ~4,700, ~1,400 of it zlib's CRC (bench/instructions.py).
+statement; the C encoder was ~4,700, ~1,400 of it zlib's CRC-32, which CRC-32C by the CPU's crc32 instruction
+replaced (bench/instructions.py).
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ def decode(data: bytes | bytearray, start: int = 0, limit: int = 5000) -> tuple[
     view = memoryview(data)  # slices of it copy nothing
     unpack = _HEAD.unpack_from
     crc32 = zlib.crc32
+    crc32c = _records.crc32c
     loads = marshal.loads
     compact = _records.decode_payload
     try:
@@ -71,11 +74,12 @@ def decode(data: bytes | bytearray, start: int = 0, limit: int = 5000) -> tuple[
             if end - pos - 8 < size:
                 break  # the rest of this record has not been written (yet)
             payload = view[pos + 8 : pos + 8 + size]
-            if crc32(payload) != crc:
+            first = payload[0] if size else -1
+            if (crc32c(payload) if first == 1 else crc32(payload)) != crc:
                 raise JournalCorrupt(f"record at offset {pos} fails its checksum")
             try:
                 # compact, or marshal (other types, older journals): our own 0600 file, checksummed
-                table, key, values = compact(payload) if size and payload[0] == 0 else loads(payload)
+                table, key, values = compact(payload) if first in (0, 1) else loads(payload)
             except (ValueError, EOFError, TypeError) as exc:
                 raise JournalCorrupt(f"record at offset {pos} cannot be decoded: {exc}") from None
             writes.append(Write(table, values, key))
