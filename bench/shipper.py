@@ -1,6 +1,6 @@
 """The audit shipper's cost per record, without a gateway: what the second process spends on each statement.
 
-    .venv/bin/python bench/shipper.py [--records 30000] [--no-samples] [--postgres] [--profile]
+    .venv/bin/python bench/shipper.py [--records 30000] [--no-samples] [--postgres] [--profile] [--default-gc]
 
 Writes a journal of statement records shaped like pgbench select-only's (one row kept per result), ships it into
 a fresh store with the shipper's own code (journal decode, samples, store write, hash chain, checkpoints) and
@@ -22,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from wardgate.audit.journal import Journal, encode
-from wardgate.audit.shipper import Shipper
+from wardgate.audit.shipper import Shipper, quiet_collector
 from wardgate.audit.signing import Checkpointer, audit_key
 from wardgate.protocols.postgres import encode as wire
 from wardgate.protocols.postgres.messages import Field
@@ -55,6 +55,8 @@ def main() -> int:
                     help="rows kept per result (10: the 1,000-row workload's sample at the default audit.replay.rows)")
     ap.add_argument("--postgres", default=None, help="a PostgreSQL store URL instead of a fresh SQLite file")
     ap.add_argument("--profile", action="store_true", help="print the shipping's cProfile, by own time")
+    ap.add_argument("--default-gc", action="store_true",
+                    help="keep Python's default collector settings (the shipper process tunes them: quiet_collector)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -73,6 +75,8 @@ def main() -> int:
             journal.append(encode(writes))
         checkpointer = Checkpointer(store, audit_key(root / "audit.key"), 1000, 10.0)
         shipper = Shipper(store, journal.path, checkpointer=checkpointer)
+        if not args.default_gc:
+            quiet_collector()  # as the shipper process does once it has started
         prof = cProfile.Profile() if args.profile else None
         t0, c0 = time.perf_counter(), time.process_time()
         if prof is not None:

@@ -13,6 +13,7 @@ It also feeds the live audit sinks (``audit/sinks/``), with records only once th
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import os
@@ -117,6 +118,24 @@ def drain(store: Store, path: Path, checkpointer: Checkpointer | None = None) ->
         shipper.close()
 
 
+# A gen-0 collection every this many allocations (the default is 700); see quiet_collector.
+BATCH_GC_THRESHOLD = 50_000
+
+
+def quiet_collector() -> None:
+    """Tune the cyclic garbage collector for a process that holds a batch of records while it stores them.
+
+    A batch is up to 5,000 records of ~6 container objects each, all alive until the batch is stored. Under the
+    default threshold the collector ran every 700 of them, each pass scanning the batch so far (and older
+    generations in turn): the journal's decode took 4.3 us a record with it and 1.4 without, ~1.5 us of the
+    shipper's ~12 in all (bench/shipper.py). The records hold no reference cycles, so a pass every 50,000
+    allocations loses nothing; what startup built is frozen out of every pass, as the gateway does
+    (server.py)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(BATCH_GC_THRESHOLD, 20, 20)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="wardgate-audit-shipper")
     ap.add_argument("--journal", type=Path, required=True)
@@ -146,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the gateway decides when we stop
     store = Store(url)
     hub = None if args.sinks is None else _open_sinks(args.sinks, store, args.journal.name, str(parent))
+    quiet_collector()
     shipper: Shipper | None = None
     backoff = 0.2
     failing = False
