@@ -675,7 +675,8 @@ class ClientConnection(_Endpoint):
         """Decide and forward client frames; a statement held for review stops the loop (the rest waits).
 
         ``whole``: the bytes read, when ``frames`` are exactly them. If every message goes on as it came, those
-        bytes are written as they are, not joined again from their pieces."""
+        bytes are written as they are, not joined again from their pieces (and ``out`` is not built: it is
+        filled from the frames before the first message that changes)."""
         up = self.upstream
         if up is None:
             return
@@ -686,9 +687,14 @@ class ClientConnection(_Endpoint):
                     sent = self._client_message(kind, frame)
                 except ReviewRequired as held:
                     self._hold(held, kind, frame, frames[i + 1 :])
-                    same = False
+                    if same:
+                        out.extend([f for _, f, _ in frames[:i]])
+                        same = False
                     break
-                if sent is not frame:
+                if same:
+                    if sent is frame:
+                        continue
+                    out.extend([f for _, f, _ in frames[:i]])
                     same = False
                 out.append(sent)
         except ProtocolViolation as exc:
@@ -948,8 +954,8 @@ class ClientConnection(_Endpoint):
         """``whole``: as in ``_relay_frames``, the bytes read when ``frames`` are exactly them."""
         try:
             out = self._answers(frames)
-            if whole is not None and self.answers_same:
-                out = [whole]  # every answer goes on as it came: the bytes read, not joined again
+            if self.answers_same:  # every answer goes on as it came: the bytes read, not joined again
+                out = [whole] if whole is not None else [f for _, f, _ in frames]
             if self.pipeline.recorder.staged:
                 # The records are durable before the client hears of the statements. With other sessions live,
                 # the answers wait for the end of this turn of the event loop, so that one journal write covers
@@ -1002,9 +1008,10 @@ class ClientConnection(_Endpoint):
         """Pair the server's answers with their statements and settle them; return the frames for the client.
 
         When masking needs column names that are not known yet, the answers from that one on are held
-        (``self.held``) and a lookup starts; they are handled again when it is done. ``self.answers_same``
-        says whether every frame went on as it came."""
-        out = []
+        (``self.held``) and a lookup starts; they are handled again when it is done. When every frame goes on as
+        it came, ``self.answers_same`` is set and the list is left empty (the caller sends the frames, or the
+        bytes they were cut from); it is filled from the frames before the first answer that differs."""
+        out: list[bytes] = []
         same = True
         for i, (kind, frame, count) in enumerate(frames):
             try:
@@ -1012,9 +1019,14 @@ class ClientConnection(_Endpoint):
             except NeedCatalog as need:
                 self.held = frames[i:]
                 self.frontend.spawn(self._load_names(need.oids))
-                same = False
+                if same:
+                    out = [f for _, f, _ in frames[:i]]
+                    same = False
                 break
-            if answer is not frame:
+            if same:
+                if answer is frame:
+                    continue
+                out = [f for _, f, _ in frames[:i]]
                 same = False
             if answer is not None:
                 out.append(answer)
