@@ -154,3 +154,33 @@ def test_shipper_of_a_gateway_that_died_at_start_stops(tmp_path: Path) -> None:
     finally:
         if shipper.poll() is None:
             shipper.kill()
+
+
+def test_the_shipped_journal_is_given_back_to_the_filesystem(upstream: UpstreamDB, tmp_path: Path) -> None:
+    """The journal grows as long as its gateway runs; what the store holds is punched out of it (a hole: offsets
+    unchanged), so its disk use stays near the unshipped part (shipper.release_shipped)."""
+    from wardgate.audit.shipper import RELEASE_STEP
+
+    store_url = f"sqlite:///{tmp_path / 'store.db'}"
+    marker = unique("r")
+    columns = ", ".join(f"{n} as column_{n}" for n in range(800))  # ~12 KB of statement text a record
+    with run_gateway(tmp_path / "gw", upstream, store_url=store_url) as gw:
+        token = gw.token("release-user")
+        with psycopg.connect(gw.dsn("release-user", token), autocommit=True) as conn:
+            for i in range(400):
+                conn.execute(f"select {i} as {marker}, {columns}")
+        journal = next((tmp_path / "gw" / "data" / "journal").glob("*.journal"))
+        size = journal.stat().st_size
+        assert size > 3 * RELEASE_STEP
+        store = Store(store_url)
+        sessions = store.sessions(user="release-user")
+
+        def shipped() -> int:
+            texts = [s["text"] for s in store.statements(sessions[0]["id"])]
+            return len([t for t in texts if t and marker in t])
+
+        assert flush_wait(lambda: shipped() == 400, timeout=15)
+        released = flush_wait(lambda: journal.stat().st_blocks * 512 <= size - 3 * RELEASE_STEP + 64 * 1024,
+                              timeout=5)
+        assert released, f"{journal.stat().st_blocks * 512} bytes of {size} still on disk"
+        assert journal.stat().st_size == size

@@ -8,11 +8,19 @@ the gateway's process keeps the store's cost off the relay's interpreter lock.
     python -m wardgate.audit.shipper --journal PATH      (store URL in WARDGATE_SHIPPER_STORE)
 
 It also feeds the live audit sinks (``audit/sinks/``), with records only once they are committed to the store.
+
+The journal grows for as long as its gateway process runs (it is removed when the gateway stops with everything
+shipped). What the store has committed is given back to the filesystem as it goes: the shipped prefix becomes a
+hole (``fallocate`` with ``FALLOC_FL_PUNCH_HOLE``), so the journal's offsets never change but its disk use stays
+near the unshipped part, instead of ~300 bytes a statement for the process's whole life (6 MB/s under load).
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
+import errno
+import functools
 import gc
 import json
 import logging
@@ -21,7 +29,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..store import Store, StoreError
 from ..store.db import Write
@@ -34,6 +42,33 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("wardgate.audit.shipper")
 STORE_ENV = "WARDGATE_SHIPPER_STORE"
+
+#: The shipped part of a journal is released in whole steps of this many bytes: one system call per MiB shipped.
+RELEASE_STEP = 1 << 20
+_FALLOC_FL_KEEP_SIZE = 0x01
+_FALLOC_FL_PUNCH_HOLE = 0x02
+
+
+@functools.cache
+def _fallocate() -> Any:
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+    libc.fallocate.restype = ctypes.c_int
+    return libc.fallocate
+
+
+def punch_hole(fd: int, start: int, length: int) -> bool:
+    """Free the file's blocks in [start, start + length), keeping its size (the range then reads as zeros).
+    False where the filesystem or platform cannot (the journal then keeps its shipped part on disk until its
+    gateway stops); OSError for any other refusal."""
+    if not sys.platform.startswith("linux"):
+        return False
+    if _fallocate()(fd, _FALLOC_FL_PUNCH_HOLE | _FALLOC_FL_KEEP_SIZE, start, length) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EOPNOTSUPP, errno.ENOSYS):
+        return False
+    raise OSError(err, os.strerror(err))
 
 
 class Shipper:
@@ -51,6 +86,13 @@ class Shipper:
         self._fh = open(path, "rb")  # noqa: SIM115 - held for the shipper's life
         self._fh.seek(self.offset)
         self._pending = bytearray()
+        self.released = 0  # the journal's first bytes given back to the filesystem (shipped, then punched out)
+        try:
+            self._release_fd: int | None = os.open(path, os.O_WRONLY)
+        except OSError as exc:
+            log.warning("the shipped part of %s cannot be released (%s); it stays on disk until the gateway stops",
+                        path, exc.strerror or exc)
+            self._release_fd = None
 
     def ship_available(self) -> int:
         """Write every complete record now in the journal; return how many. Raises StoreError, JournalCorrupt."""
@@ -72,6 +114,30 @@ class Shipper:
             self.offset += consumed
             del self._pending[:consumed]
             shipped += len(writes)
+            self.release_shipped()
+
+    def release_shipped(self) -> None:
+        """Punch out the whole steps of the journal the store now holds. Only what the store committed (the
+        offset moves after ``store.write``), so a crash at any point leaves every unshipped byte in place; a
+        restarted shipper starts at the store's offset and never reads the hole."""
+        upto = self.offset - self.offset % RELEASE_STEP
+        if self._release_fd is None or upto <= self.released:
+            return
+        try:
+            done = punch_hole(self._release_fd, self.released, upto - self.released)
+        except OSError as exc:
+            done = False
+            log.warning("the shipped part of %s cannot be released (%s); it stays on disk until the gateway stops",
+                        self.path, exc.strerror or exc)
+        else:
+            if not done:
+                log.info("the filesystem of %s cannot punch holes; its shipped part stays on disk until the "
+                         "gateway stops", self.path)
+        if done:
+            self.released = upto
+        else:
+            os.close(self._release_fd)
+            self._release_fd = None
 
     def report_losses(self, final: bool = False) -> None:
         """Write the sinks' loss events that are due, on this journal's chain, so a live copy's gaps are in the
@@ -104,6 +170,9 @@ class Shipper:
 
     def close(self) -> None:
         self._fh.close()
+        if self._release_fd is not None:
+            os.close(self._release_fd)
+            self._release_fd = None
 
 
 def drain(store: Store, path: Path, checkpointer: Checkpointer | None = None) -> int:
