@@ -79,11 +79,13 @@ def test_a_journal_that_cannot_be_written_ends_the_session_unanswered(upstream: 
             assert b.execute("select 2").fetchone() == (2,)
             journal = next((tmp_path / "gw" / "data" / "journal").glob("*.journal"))
             limits = resource.prlimit(gw.proc.pid, resource.RLIMIT_FSIZE)
-            # The gateway process may not grow any file past the journal's size now: the next append fails (EFBIG).
+            # The gateway process may not grow any file past the journal's size now: once the space it reserved
+            # (journal.RESERVE, ~3,500 of these records) is used, the next reservation fails (EFBIG).
             resource.prlimit(gw.proc.pid, resource.RLIMIT_FSIZE, (journal.stat().st_size, limits[1]))
             try:
                 with pytest.raises(psycopg.Error) as failed:
-                    a.execute("select 'never-answered' as secret_result").fetchall()
+                    for i in range(20_000):
+                        a.execute(f"select {i} as never_answered_once_the_journal_is_full").fetchall()
                 assert failed.value.sqlstate == "58030"
                 assert "cannot record this session's statements" in str(failed.value)
                 assert a.closed or a.broken

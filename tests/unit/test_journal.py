@@ -51,3 +51,73 @@ def test_live_journals_are_not_leftovers(tmp_path: Path) -> None:
     assert [p.name for p in leftovers(tmp_path)] == ["dead.journal"]
     live.close(remove=True)
     assert not (tmp_path / "live.journal").exists()
+
+
+def test_a_zero_length_ends_the_records() -> None:
+    data = encode(WRITES)
+    assert decode(data + bytes(4096)) == (WRITES, len(data))  # reserved space after the last record
+    assert decode(bytes(64)) == ([], 0)
+
+
+def test_reservations_hold_every_batch_in_order(tmp_path: Path) -> None:
+    """Batches across many small reservations, one larger than a reservation: the file decodes to them all."""
+    journal = Journal(tmp_path, "small", reserve=4096)
+    batches = [encode(WRITES) for _ in range(200)]
+    batches.insert(57, encode([Write("events", {"detail": "x" * 20_000, "at": 1.0})]))
+    for b in batches:
+        journal.append(b)
+    assert journal.offset == sum(len(b) for b in batches)
+    assert journal.path.stat().st_size >= journal.offset  # reserved ahead
+    data = journal.path.read_bytes()
+    assert data[: journal.offset] == b"".join(batches)
+    assert not data[journal.offset :].strip(b"\0")
+    journal.close(remove=False)
+    assert journal.path.stat().st_size == journal.offset  # the unused reserve is cut off a journal left behind
+    again = Journal(tmp_path, "small")  # reopened (not something a gateway does: names are per process)
+    assert again.offset == journal.offset
+    again.append(encode(WRITES))
+    again.close(remove=False)
+    data = journal.path.read_bytes()
+    pos, found = 0, []
+    while True:
+        writes, pos = decode(data, pos)
+        if not writes:
+            break
+        found += writes
+    assert len(found) == 3 * 201 + 1 and pos == len(data)
+
+
+def test_a_reservation_the_filesystem_refuses_is_an_oserror(tmp_path: Path) -> None:
+    import resource
+
+    journal = Journal(tmp_path, "limited", reserve=8192)
+    journal.append(encode(WRITES))
+    limits = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (8192, limits[1]))  # SIGXFSZ is ignored by Python: EFBIG instead
+    try:
+        with pytest.raises(OSError):
+            for _ in range(1000):
+                journal.append(encode(WRITES))
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, limits)
+    before = journal.offset
+    journal.append(encode(WRITES))  # the limit lifted: the journal goes on where it stopped, nothing torn
+    data = journal.path.read_bytes()[: journal.offset]
+    writes, end = decode(data, 0, limit=10**6)
+    assert end == journal.offset > before and len(writes) % 3 == 0
+    journal.close(remove=True)
+
+
+def test_publish_copies_whole_batches_or_refuses() -> None:
+    from wardgate.audit._records import publish
+
+    data = encode(WRITES)
+    buf = bytearray(len(data) + 10)
+    publish(buf, 10, data)
+    assert bytes(buf[10:]) == data and not any(buf[:10])
+    with pytest.raises(ValueError):
+        publish(buf, 11, data)  # does not fit
+    with pytest.raises(ValueError):
+        publish(buf, 0, b"1234567")  # no record header
+    with pytest.raises(BufferError):
+        publish(bytes(100), 0, data)  # not writable

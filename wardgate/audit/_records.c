@@ -704,6 +704,45 @@ done:
     return out;
 }
 
+PyDoc_STRVAR(publish_doc,
+"publish(buffer, offset, data, /)\n--\n\n"
+"Copy journal bytes (whole records, as encode() frames them) into a writable buffer at offset, the first\n"
+"record's length word last, after a release fence: a reader of the same memory (the shipper maps the journal)\n"
+"that finds that length nonzero finds every byte of the batch written. The destination must hold zeros there\n"
+"(journal space not yet used). Raises ValueError for data shorter than a record's header or that does not fit.");
+
+static PyObject *
+publish(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_Format(PyExc_TypeError, "publish() takes 3 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    Py_ssize_t offset = PyLong_AsSsize_t(args[1]);
+    if (offset == -1 && PyErr_Occurred()) return NULL;
+    Py_buffer dst, src;
+    if (PyObject_GetBuffer(args[0], &dst, PyBUF_WRITABLE) < 0) return NULL;
+    if (PyObject_GetBuffer(args[2], &src, PyBUF_SIMPLE) < 0) {
+        PyBuffer_Release(&dst);
+        return NULL;
+    }
+    if (src.len < 8 || offset < 0 || offset > dst.len - src.len) {
+        PyErr_Format(PyExc_ValueError, "publish(): %zd bytes do not fit at offset %zd of %zd (or hold no record)",
+                     src.len, offset, dst.len);
+        PyBuffer_Release(&src);
+        PyBuffer_Release(&dst);
+        return NULL;
+    }
+    char *to = (char *)dst.buf + offset;
+    const char *from = (const char *)src.buf;
+    memcpy(to + 4, from + 4, (size_t)src.len - 4);
+    __atomic_thread_fence(__ATOMIC_RELEASE);
+    memcpy(to, from, 4);
+    PyBuffer_Release(&src);
+    PyBuffer_Release(&dst);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"encode", (PyCFunction)encode, METH_O, encode_doc},
     {"crc32c", (PyCFunction)(void (*)(void))crc32c_py, METH_FASTCALL, crc32c_doc},
@@ -711,6 +750,7 @@ static PyMethodDef methods[] = {
     {"decode_payload", (PyCFunction)decode_payload, METH_O, decode_payload_doc},
     {"insert_text", (PyCFunction)(void (*)(void))insert_text, METH_FASTCALL, insert_text_doc},
     {"sqlite_rows", (PyCFunction)(void (*)(void))sqlite_rows, METH_FASTCALL, sqlite_rows_doc},
+    {"publish", (PyCFunction)(void (*)(void))publish, METH_FASTCALL, publish_doc},
     {NULL, NULL, 0, NULL},
 };
 

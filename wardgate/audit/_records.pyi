@@ -34,3 +34,8 @@ def sqlite_rows(rows: list[tuple[Any, ...]], slots: list[int], convert: Callable
     """The rows with the value at each index in ``slots`` as SQLite keeps a time: ``store.db.sqlite_time``'s text
     for an exact float or int of epoch seconds in years 1970-9999, None and str as they are, ``convert(value)``
     for anything else (a datetime, a negative time, one whose microseconds round up to the next second)."""
+
+def publish(buffer: Any, offset: int, data: bytes, /) -> None:
+    """Copy ``data`` (whole journal records) into the writable ``buffer`` at ``offset``, the first record's length
+    word last, after a release fence, so a concurrent reader that sees that length nonzero sees the whole batch.
+    Raises ``ValueError`` when ``data`` holds no record header or does not fit."""

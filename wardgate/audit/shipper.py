@@ -24,6 +24,7 @@ import functools
 import gc
 import json
 import logging
+import mmap
 import os
 import signal
 import sys
@@ -45,6 +46,9 @@ STORE_ENV = "WARDGATE_SHIPPER_STORE"
 
 #: The shipped part of a journal is released in whole steps of this many bytes: one system call per MiB shipped.
 RELEASE_STEP = 1 << 20
+#: The journal is read through a mapping of the file from the first unshipped byte; once that is this far into
+#: the mapping, the shipper maps afresh from there (bounding the address space of a journal that grows for months).
+REMAP_AFTER = 64 << 20
 _FALLOC_FL_KEEP_SIZE = 0x01
 _FALLOC_FL_PUNCH_HOLE = 0x02
 
@@ -83,9 +87,11 @@ class Shipper:
         self.name = path.name
         self.batch_size = batch_size
         self.offset = store.journal_offset(self.name)
-        self._fh = open(path, "rb")  # noqa: SIM115 - held for the shipper's life
-        self._fh.seek(self.offset)
-        self._pending = bytearray()
+        self.shipped = 0  # records shipped by this shipper, all calls together
+        self.stop_at = -1  # a file offset the shipper does not read past (-1: none; drain, before a torn record)
+        self._fd = os.open(path, os.O_RDONLY)
+        self._map: mmap.mmap | None = None
+        self._map_base = 0  # the file offset of the mapping's first byte
         self.released = 0  # the journal's first bytes given back to the filesystem (shipped, then punched out)
         try:
             self._release_fd: int | None = os.open(path, os.O_WRONLY)
@@ -95,11 +101,12 @@ class Shipper:
             self._release_fd = None
 
     def ship_available(self) -> int:
-        """Write every complete record now in the journal; return how many. Raises StoreError, JournalCorrupt."""
-        self._pending += self._fh.read()
+        """Write the complete records now in the journal, in transactions of up to ``batch_size``, until one is
+        smaller (the end of what was written when it was read); return how many. Raises StoreError,
+        JournalCorrupt."""
         shipped = 0
         while True:
-            writes, consumed = decode(self._pending)
+            writes, consumed = self._read()
             if not writes:
                 if self.checkpointer is not None:
                     self.checkpointer.moved(None)  # an idle chain is signed once its interval has passed
@@ -112,9 +119,65 @@ class Shipper:
             if self.sinks is not None:
                 self.sinks.offer(writes)  # durable now: only committed records reach a sink
             self.offset += consumed
-            del self._pending[:consumed]
             shipped += len(writes)
+            self.shipped += len(writes)
             self.release_shipped()
+            if len(writes) < self.batch_size:
+                # Caught up with the journal as it was when this batch was read. Reading on at once would
+                # store the few records that arrived meanwhile, a transaction each (the journal is read live,
+                # through a mapping): the caller waits its interval first, so each transaction carries more.
+                return shipped
+
+    def _read(self) -> tuple[list[Write], int]:
+        """The next batch of complete records from the shipped offset, and the bytes they take. A record that fails
+        its checksum is read once more, 20 ms later, before the journal is called damaged: the gateway copies a
+        batch with its first length word last, after a fence, yet a reader could still see a length word half
+        written (one that straddles a cache line) or, on a weakly ordered CPU, a payload's bytes older than its
+        length; the copy takes microseconds."""
+        data = self._mapped()
+        if data is None:
+            return [], 0
+        start = self.offset - self._map_base
+        stop = -1 if self.stop_at < 0 else self.stop_at - self._map_base
+        try:
+            writes, end = decode(data, start, self.batch_size, stop)
+        except JournalCorrupt:
+            time.sleep(0.02)
+            try:
+                writes, end = decode(data, start, self.batch_size, stop)
+            except JournalCorrupt as exc:
+                at = self._map_base + exc.at
+                raise JournalCorrupt(f"record at offset {at} of {self.name} fails its checks", at) from None
+        return writes, end - start
+
+    def _mapped(self) -> mmap.mmap | None:
+        """A read-only mapping of the journal from (about) the shipped offset to its current end, or None when
+        no record can have been written past the offset yet. Mapped afresh when the file has grown (the gateway
+        reserves space a MiB at a time) or the offset is far into the mapping."""
+        size = os.fstat(self._fd).st_size
+        current = self._map
+        if current is not None:
+            if self._map_base + len(current) == size and self.offset - self._map_base < REMAP_AFTER:
+                return current
+            current.close()
+            self._map = None
+        if size - self.offset < 8:
+            return None
+        base = self.offset - self.offset % mmap.ALLOCATIONGRANULARITY
+        self._map = mmap.mmap(self._fd, size - base, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ, offset=base)
+        self._map_base = base
+        return self._map
+
+    def torn_at(self, at: int) -> bool:
+        """Is the record at file offset ``at`` (one that fails its checks) torn by a crash of the machine:
+        nothing follows it but zeros (reserved journal pages that never reached the disk)? Only ever asked of the
+        journal of a gateway that is gone (``drain``)."""
+        data = self._mapped()
+        if data is None or at < self._map_base:
+            return False
+        rel = at - self._map_base
+        size = int.from_bytes(data[rel : rel + 4], "big")
+        return not data[rel + 8 + size :].strip(b"\0")
 
     def release_shipped(self) -> None:
         """Punch out the whole steps of the journal the store now holds. Only what the store committed (the
@@ -169,7 +232,10 @@ class Shipper:
             log.error("the audit sinks' final losses could not be recorded: %s", exc)
 
     def close(self) -> None:
-        self._fh.close()
+        if self._map is not None:
+            self._map.close()
+            self._map = None
+        os.close(self._fd)
         if self._release_fd is not None:
             os.close(self._release_fd)
             self._release_fd = None
@@ -180,7 +246,17 @@ def drain(store: Store, path: Path, checkpointer: Checkpointer | None = None) ->
     ends there: its head is signed."""
     shipper = Shipper(store, path, checkpointer=checkpointer)
     try:
-        return shipper.ship_available()
+        try:
+            return shipper.ship_available()
+        except JournalCorrupt as exc:
+            if not shipper.torn_at(exc.at):
+                raise
+            shipper.stop_at = exc.at  # what precedes the torn record ships; the torn one cannot
+            shipper.ship_available()
+            log.warning("%s ends in a record torn by a crash of the machine (at offset %d, nothing but zeros after "
+                        "it): the %d records before it are shipped, that one is lost", path.name, exc.at,
+                        shipper.shipped)
+            return shipper.shipped
     finally:
         if checkpointer is not None:
             checkpointer.sign()
