@@ -284,6 +284,14 @@ def recorded(gateway: Gateway, user: str, sessions: int = 1) -> tuple[dict[str, 
 
 
 @pytest.fixture
+def sqlite_store(tmp_path: Path) -> Store:
+    """A fresh SQLite store (the embedded default), its schema in place."""
+    store = Store(f"sqlite:///{tmp_path / 'store.db'}")
+    store.migrate()
+    return store
+
+
+@pytest.fixture
 def pg_store_url() -> Iterator[str]:
     """A fresh PostgreSQL database for a store (several replicas share one), dropped afterwards."""
     name = unique("wgt_store")

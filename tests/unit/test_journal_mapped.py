@@ -38,10 +38,8 @@ journal.close(remove=False)
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
-    s = Store(f"sqlite:///{tmp_path / 'store.db'}")
-    s.migrate()
-    return s
+def store(sqlite_store: Store) -> Store:
+    return sqlite_store
 
 
 def test_a_reader_never_sees_a_batch_half_copied(tmp_path: Path, store: Store) -> None:

@@ -45,10 +45,8 @@ def _allocated(path: Path) -> int:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
-    s = Store(f"sqlite:///{tmp_path / 'store.db'}")
-    s.migrate()
-    return s
+def store(sqlite_store: Store) -> Store:
+    return sqlite_store
 
 
 def test_shipped_steps_are_released_and_the_rest_ships(tmp_path: Path, store: Store) -> None:
