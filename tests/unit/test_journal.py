@@ -121,3 +121,19 @@ def test_publish_copies_whole_batches_or_refuses() -> None:
         publish(buf, 0, b"1234567")  # no record header
     with pytest.raises(BufferError):
         publish(bytes(100), 0, data)  # not writable
+
+
+def test_reservations_without_posix_fallocate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where the platform has no posix_fallocate (macOS), space is reserved by writing zeros: the same journal."""
+    import os
+
+    monkeypatch.delattr(os, "posix_fallocate", raising=False)
+    journal = Journal(tmp_path, "portable", reserve=4096)
+    batches = [encode(WRITES) for _ in range(50)]
+    for b in batches:
+        journal.append(b)
+    assert journal.path.stat().st_size >= journal.offset == sum(len(b) for b in batches)
+    assert journal.path.stat().st_blocks * 512 >= journal.offset  # real blocks, not a sparse file
+    data = journal.path.read_bytes()
+    assert data[: journal.offset] == b"".join(batches) and not data[journal.offset :].strip(b"\0")
+    journal.close(remove=True)

@@ -147,7 +147,7 @@ class Journal:
         base = self.offset - self.offset % mmap.ALLOCATIONGRANULARITY
         size = max(self.reserve, end - base)
         size += -size % mmap.PAGESIZE
-        os.posix_fallocate(self._fd, base, size)  # ENOSPC / EFBIG here, before anything is copied
+        _reserve(self._fd, base, size)  # ENOSPC / EFBIG here, before anything is copied
         mapping = mmap.mmap(self._fd, size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ | mmap.PROT_WRITE,
                             offset=base)
         with contextlib.suppress(OSError, ValueError):  # an older kernel: pages fault in as first written
@@ -165,6 +165,20 @@ class Journal:
         os.close(self._fd)
         if remove:
             self.path.unlink(missing_ok=True)
+
+
+def _reserve(fd: int, offset: int, length: int) -> None:
+    """Give the file real blocks for [offset, offset + length): a copy into the mapping can then never meet a full
+    disk (which a mapping reports as SIGBUS). Where ``posix_fallocate`` is missing (macOS), by writing zeros past
+    the file's end (never over records), which the journal's readers take as its end."""
+    fallocate = getattr(os, "posix_fallocate", None)
+    if fallocate is not None:
+        fallocate(fd, offset, length)
+        return
+    pos, end = max(offset, os.fstat(fd).st_size), offset + length
+    zeros = bytes(min(max(end - pos, 0), 1 << 16))
+    while pos < end:
+        pos += os.pwrite(fd, zeros[: end - pos], pos)
 
 
 def _records_end(fd: int) -> int:
