@@ -96,7 +96,7 @@ def decode(data: bytes | bytearray | mmap.mmap, start: int = 0, limit: int = 500
             if end - pos - 8 < size:
                 break  # the rest of this record has not been written (yet)
             payload = view[pos + 8 : pos + 8 + size]
-            first = payload[0] if size else -1
+            first = payload[0]  # size > 0: a zero length ended the loop above
             if (crc32c(payload) if first == 1 else crc32(payload)) != crc:
                 raise JournalCorrupt(f"record at offset {pos} fails its checksum", pos)
             try:
