@@ -45,10 +45,32 @@ shared(shared_frames *st, const uint8_t *m, Py_ssize_t size)
     return *slot;
 }
 
+/* A message that repeats byte for byte (the Parse, Describe and Execute of a statement run again; its
+ * RowDescription, CommandComplete and ReadyForQuery) comes back as the entry made for it last time: no tuple,
+ * bytes, copy or free per message, and the same bytes object lets the relay reuse what it decoded from it. One
+ * entry per message type is kept per reader (the memo, a list the reader owns), for the types that repeat in an
+ * exchange and only up to MEMO_BYTES, so what a connection keeps is bounded (16 slots of at most 1 KiB). */
+#define MEMO_BYTES 1024
+static const char MEMO_KINDS[] = "PDEQCSH123nTZtIs";  /* the client's types, then the server's */
+#define MEMO_SLOTS ((int)sizeof MEMO_KINDS - 1)
+static uint8_t memo_slot[256];  /* type byte -> slot + 1; 0: not kept. Filled at import. */
+
 /* Append (kind, p[a..b), count) to out; -1 on failure. */
 static int
-put(shared_frames *st, PyObject *out, long kind, const uint8_t *p, Py_ssize_t a, Py_ssize_t b, Py_ssize_t count)
+put(shared_frames *st, PyObject *out, long kind, const uint8_t *p, Py_ssize_t a, Py_ssize_t b, Py_ssize_t count,
+    PyObject *memo)
 {
+    Py_ssize_t slot = -1;
+    if (memo != NULL && count == 1 && b - a <= MEMO_BYTES && memo_slot[kind] != 0) {
+        slot = memo_slot[kind] - 1;
+        PyObject *seen = PyList_GET_ITEM(memo, slot);
+        if (PyTuple_CheckExact(seen) && PyTuple_GET_SIZE(seen) == 3) {
+            PyObject *bytes = PyTuple_GET_ITEM(seen, 1);
+            if (PyBytes_CheckExact(bytes) && PyBytes_GET_SIZE(bytes) == b - a &&
+                memcmp(PyBytes_AS_STRING(bytes), p + a, (size_t)(b - a)) == 0)
+                return PyList_Append(out, seen);
+        }
+    }
     /* Built by hand: Py_BuildValue parses its format string on every call (~650 instructions a frame). */
     PyObject *item = PyTuple_New(3);
     if (item == NULL) return -1;
@@ -66,22 +88,32 @@ put(shared_frames *st, PyObject *out, long kind, const uint8_t *p, Py_ssize_t a,
     PyTuple_SET_ITEM(item, 1, frame);
     PyTuple_SET_ITEM(item, 2, n);
     int r = PyList_Append(out, item);
+    if (r == 0 && slot >= 0) {
+        Py_INCREF(item);
+        PyList_SetItem(memo, slot, item);  /* steals the new reference, releases the entry it replaces */
+    }
     Py_DECREF(item);
     return r;
 }
 
 PyDoc_STRVAR(frames_doc,
-"frames(buf, run_type, limit, /)\n--\n\n"
+"frames(buf, run_type, limit, memo=None, /)\n--\n\n"
 "The whole messages in buf (bytes or any C-contiguous buffer) as a list of (type, bytes, count), messages of\n"
 "run_type back to back merged into one entry, and the offset after the last whole message. Raises\n"
-"ValueError(type, length) for a length below 4 or above limit.");
+"ValueError(type, length) for a length below 4 or above limit. memo (a list of memo_slots() entries, owned by\n"
+"one reader) makes a message that repeats the last one of its type come back as that same entry.");
 
 static PyObject *
 frames(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     shared_frames *st = (shared_frames *)PyModule_GetState(module);
-    if (nargs != 3) {
-        PyErr_Format(PyExc_TypeError, "frames() takes exactly 3 arguments (%zd given)", nargs);
+    if (nargs != 3 && nargs != 4) {
+        PyErr_Format(PyExc_TypeError, "frames() takes 3 or 4 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    PyObject *memo = nargs == 4 && args[3] != Py_None ? args[3] : NULL;
+    if (memo != NULL && (!PyList_CheckExact(memo) || PyList_GET_SIZE(memo) != MEMO_SLOTS)) {
+        PyErr_Format(PyExc_TypeError, "frames(): memo must be a list of %d entries", MEMO_SLOTS);
         return NULL;
     }
     long run_type = PyLong_AsLong(args[1]);
@@ -114,15 +146,15 @@ frames(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         }
         else {
             if (run_start >= 0) {
-                if (put(st, out, run_type, p, run_start, pos, run_count) != 0) goto done;
+                if (put(st, out, run_type, p, run_start, pos, run_count, NULL) != 0) goto done;
                 run_start = -1;
                 run_count = 0;
             }
-            if (put(st, out, kind, p, pos, stop, 1) != 0) goto done;
+            if (put(st, out, kind, p, pos, stop, 1, memo) != 0) goto done;
         }
         pos = stop;
     }
-    if (run_start >= 0 && put(st, out, run_type, p, run_start, pos, run_count) != 0) goto done;
+    if (run_start >= 0 && put(st, out, run_type, p, run_start, pos, run_count, NULL) != 0) goto done;
     PyObject *end_pos = PyLong_FromSsize_t(pos);  /* the pair by hand, as in put() */
     if (end_pos == NULL || (result = PyTuple_New(2)) == NULL) {
         Py_XDECREF(end_pos);
@@ -137,8 +169,15 @@ done:
     return result;
 }
 
+static PyObject *
+memo_slots(PyObject *module, PyObject *unused)
+{
+    return PyLong_FromLong(MEMO_SLOTS);
+}
+
 static PyMethodDef methods[] = {
     {"frames", (PyCFunction)(void (*)(void))frames, METH_FASTCALL, frames_doc},
+    {"memo_slots", memo_slots, METH_NOARGS, "memo_slots()\n--\n\nThe length of the memo list frames() takes."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -171,5 +210,6 @@ static struct PyModuleDef module_def = {
 PyMODINIT_FUNC
 PyInit__framing(void)
 {
+    for (int i = 0; i < MEMO_SLOTS; i++) memo_slot[(uint8_t)MEMO_KINDS[i]] = (uint8_t)(i + 1);
     return PyModuleDef_Init(&module_def);
 }

@@ -30,10 +30,12 @@ def _bad_length(kind: int, length: int, limit: int) -> ProtocolViolation:
     return ProtocolViolation(f"message of {length} bytes exceeds the limit of {limit} bytes")
 
 
-def _frames_py(buf: bytes | bytearray, run_type: int, limit: int) -> tuple[list[tuple[int, bytes, int]], int]:
+def _frames_py(buf: bytes | bytearray, run_type: int, limit: int,
+               memo: list[object] | None = None) -> tuple[list[tuple[int, bytes, int]], int]:
     """The framing loop (the specification of ``_framing.frames``): every whole message of ``buf`` as
     ``(type, bytes, count)``, consecutive ``run_type`` messages merged, and the offset after the last one.
-    Raises ``ValueError(type, length)`` for a length below 4 or above ``limit``."""
+    Raises ``ValueError(type, length)`` for a length below 4 or above ``limit``. ``memo`` is the C loop's
+    (a repeated message returned as the same object: equal values either way), ignored here."""
     out: list[tuple[int, bytes, int]] = []
     pos = 0
     end = len(buf)
@@ -63,11 +65,15 @@ def _frames_py(buf: bytes | bytearray, run_type: int, limit: int) -> tuple[list[
     return out, pos
 
 
-_frames: Callable[[bytes | bytearray, int, int], tuple[list[tuple[int, bytes, int]], int]]
+_frames: Callable[[bytes | bytearray, int, int, list[object] | None], tuple[list[tuple[int, bytes, int]], int]]
 try:
     from ._framing import frames as _frames
+    from ._framing import memo_slots
+
+    _MEMO_SLOTS = memo_slots()
 except ImportError:  # not built: the Python loop does the work
     _frames = _frames_py
+    _MEMO_SLOTS = 0
 
 
 class FrameReader:
@@ -79,11 +85,14 @@ class FrameReader:
     message costs linear, not quadratic, time.
     """
 
-    __slots__ = ("_buf", "max_message")
+    __slots__ = ("_buf", "_memo", "max_message")
 
     def __init__(self, max_message: int) -> None:
         self._buf = bytearray()
         self.max_message = max_message
+        # the last message of each type that repeats in an exchange (``_framing.frames``): a statement run again
+        # comes back as the same objects, so nothing is allocated for it and what was decoded from it is reused
+        self._memo: list[object] = [None] * _MEMO_SLOTS
 
     @property
     def buffered(self) -> int:
@@ -106,7 +115,7 @@ class FrameReader:
         else:
             buf = data
         try:
-            out, pos = _frames(buf, run_type, self.max_message)
+            out, pos = _frames(buf, run_type, self.max_message, self._memo)
         except ValueError as exc:
             self._buf = bytearray()
             kind, length = exc.args
