@@ -355,6 +355,11 @@ class ClientConnection(_Endpoint):
         self.copy_out = -1  # format of the COPY TO STDOUT in progress (0 text, 1 binary), -1: none
         self.held: list[tuple[int, bytes, int]] | None = None  # answers waiting for a catalog lookup
         self.answers_same = False  # did the last _answers pass every frame on as it came?
+        # The last CommandComplete and what it says: a statement run again brings the very same bytes back
+        # (FrameReader), and its tag is not decoded again.
+        self.last_complete = b""
+        self.last_tag = ""
+        self.last_rows = -1
         # A message held for review, and what the client sent after it (not read while it waits).
         self.waiting: HeldMessage | None = None
         self.stashed = bytearray()
@@ -1047,10 +1052,13 @@ class ClientConnection(_Endpoint):
         elif kind == m.COMMAND_COMPLETE:
             h = tracker.complete()
             if isinstance(h, StatementRecord):
-                rows = decode.tag_rows(frame)
+                if frame is not self.last_complete:  # the reader hands a repeated message back as the same bytes
+                    self.last_complete, self.last_tag, self.last_rows = (
+                        frame, decode.command_tag(frame), decode.tag_rows(frame))
+                rows = self.last_rows
                 if h.kept is None and self.keep_rows:
                     self._keep_columns(h)  # a result with no rows: its columns still show in a replay
-                pipeline.finish(h, "ok", tag=decode.command_tag(frame), rows=self.rows if rows < 0 else rows)
+                pipeline.finish(h, "ok", tag=self.last_tag, rows=self.rows if rows < 0 else rows)
                 if masker is not None and "ddl" in h.info.tags:
                     masker.catalog.invalidate()
                     masker.forget()
