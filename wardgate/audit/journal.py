@@ -35,12 +35,15 @@ import struct
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from ..store.db import Write
 from . import _records
-from ._records import encode as _encode
-from ._records import publish as _publish
+
+# Final: compiled, a C static each; a module's attribute or a plain global is a lookup by name (~130
+# instructions), and both run for every statement.
+_encode: Final = _records.encode
+_publish: Final = _records.publish
 
 SUFFIX = ".journal"
 _HEAD = struct.Struct("!II")
@@ -69,8 +72,6 @@ def encode(writes: list[Write]) -> bytes:
 
 
 def encode_staged(records: list[Staged]) -> bytes:
-    # _encode and _publish are _records' functions imported by name: compiled, a module's attribute is a lookup by
-    # name (~250 instructions), a global a dict lookup; both run for every statement.
     return _encode(records)
 
 

@@ -141,7 +141,7 @@ class InjectedDescribe:
 
 
 _PREPARED_KINDS = frozenset({"prepare", "deallocate", "discard"})
-_BIND = PendingBind()
+_BIND: Final = PendingBind()
 Handle = StatementRecord | Refusal | PendingParse | PendingClose | PendingBind | PendingDescribe | InjectedDescribe
 _PENDING = (PendingParse, PendingClose, PendingBind, PendingDescribe, InjectedDescribe)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable, Sequence
+from typing import Final
 
 from .framing import ProtocolViolation
 from .messages import (
@@ -197,9 +198,9 @@ def bind_target(frame: bytes) -> tuple[str, str, int]:
     return portal, statement, n
 
 
-_PARSE_CACHE: dict[bytes, tuple[str, str]] = {}
-_PARSE_CACHE_ENTRIES = 4096
-_PARSE_CACHE_FRAME = 8192
+_PARSE_CACHE: Final[dict[bytes, tuple[str, str]]] = {}  # Final: a C static, not a lookup by name (decide.py)
+_PARSE_CACHE_ENTRIES: Final = 4096
+_PARSE_CACHE_FRAME: Final = 8192
 
 
 def parse_target(frame: bytes) -> tuple[str, str]:

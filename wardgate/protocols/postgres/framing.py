@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from struct import Struct
+from typing import Final
 
 _U32 = Struct("!I")
 
@@ -21,7 +22,7 @@ class ProtocolViolation(Exception):
     """The peer sent bytes that are not a valid message; the connection must be closed (SQLSTATE 08P01)."""
 
 
-NO_RUNS = -1  # a run_type no frame has
+NO_RUNS: Final = -1  # a run_type no frame has
 
 
 def _bad_length(kind: int, length: int, limit: int) -> ProtocolViolation:
@@ -65,15 +66,22 @@ def _frames_py(buf: bytes | bytearray, run_type: int, limit: int,
     return out, pos
 
 
-_frames: Callable[[bytes | bytearray, int, int, list[object] | None], tuple[list[tuple[int, bytes, int]], int]]
-try:
-    from ._framing import frames as _frames
-    from ._framing import memo_slots
+_Frames = Callable[[bytes | bytearray, int, int, list[object] | None], tuple[list[tuple[int, bytes, int]], int]]
 
-    _MEMO_SLOTS = memo_slots()
-except ImportError:  # not built: the Python loop does the work
-    _frames = _frames_py
-    _MEMO_SLOTS = 0
+
+def _loop() -> tuple[_Frames, int]:
+    """The C loop and its memo's length; the Python loop (no memo) where the C one is not built."""
+    try:
+        from ._framing import frames, memo_slots
+    except ImportError:
+        return _frames_py, 0
+    return frames, memo_slots()
+
+
+# Final: compiled, a C static each, not a lookup by name at every read (policy/decide.py says more)
+_LOOP: Final = _loop()
+_frames: Final = _LOOP[0]
+_MEMO_SLOTS: Final = _LOOP[1]
 
 
 class FrameReader:

@@ -7,14 +7,14 @@ is paired with the statement it belongs to, whatever the client pipelines. Handl
 
 from __future__ import annotations
 
-from typing import Generic, TypeVar, cast
+from typing import Final, Generic, TypeVar, cast
 
 H = TypeVar("H")
 T = TypeVar("T")
 
 #: A queue's consumed head is cut off once it is this long and at least half the list: long pipelines stay O(1)
 #: a message, and what was answered is not held.
-_COMPACT_AT = 64
+_COMPACT_AT: Final = 64
 
 
 class _Queue(Generic[T]):
