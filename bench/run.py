@@ -13,6 +13,13 @@ pgbouncer, or the relay).
 "added us, paired" is the median over repetitions of each repetition's own difference (the target's latency minus
 direct's in the same repetition), beside the difference of the medians: the machine's speed moves between
 repetitions (direct select-only at 1 client ran 75-103 us within minutes), and a repetition's runs share its moment.
+
+``--halt-poll-ns N`` (root; a KVM guest whose idle driver is haltpoll) sets how long an idle CPU polls before it
+halts, for the run, and restores it after. With 0 (the setting of the virtual machines this was written on) every
+wakeup of a task on the other, idle CPU waits for the hypervisor to wake that CPU: ~30 us, twice a transaction
+direct and twice more through any proxy, which makes pgbouncer add ~30 us at one client instead of the ~12 a
+machine with cheap wakeups shows. With 200000 an idle CPU polls for 200 us first, and a wakeup costs what it
+costs on bare metal; every target runs under the same setting (bench/wakeups.py measures the wakeups).
 """
 
 from __future__ import annotations
@@ -31,6 +38,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +50,36 @@ ROOT = Path(__file__).resolve().parent.parent
 PG = {"host": "127.0.0.1", "port": 5432}
 ADMIN = "host=127.0.0.1 port=5432 dbname=postgres user=postgres"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+HALT_POLL = Path("/sys/module/haltpoll/parameters/guest_halt_poll_ns")
+
+
+def idle_setting() -> str:
+    """How this machine's idle CPUs wait, for the report: what a one-client latency depends on most here."""
+    driver = Path("/sys/devices/system/cpu/cpuidle/current_driver")
+    name = driver.read_text().strip() if driver.exists() else "unknown"
+    if name == "haltpoll" and HALT_POLL.exists():
+        return f"idle driver haltpoll, guest_halt_poll_ns={HALT_POLL.read_text().strip()}"
+    return f"idle driver {name}"
+
+
+@contextmanager
+def halt_poll(ns: int | None) -> Iterator[None]:
+    """Run with the haltpoll idle driver polling ``ns`` nanoseconds before halting (None: leave it), then put the
+    old value back."""
+    if ns is None:
+        yield
+        return
+    if not HALT_POLL.exists():
+        raise SystemExit("--halt-poll-ns: this machine's idle driver is not haltpoll (a KVM guest's)")
+    old = HALT_POLL.read_text().strip()
+    try:
+        HALT_POLL.write_text(str(ns))
+    except OSError as exc:
+        raise SystemExit(f"--halt-poll-ns: cannot set {HALT_POLL} ({exc.strerror}); run as root") from None
+    try:
+        yield
+    finally:
+        HALT_POLL.write_text(old)
 
 
 @dataclass(frozen=True)
@@ -252,6 +291,8 @@ def main() -> None:
                          "to measure what the audit costs")
     ap.add_argument("--replay-off", action="store_true",
                     help="also run a wardgate that keeps no result samples (audit.replay.rows: 0)")
+    ap.add_argument("--halt-poll-ns", type=int, default=None,
+                    help="poll this long before an idle CPU halts, for the run (haltpoll guests; module docstring)")
     args = ap.parse_args()
     workloads = [w for w in WORKLOADS if not args.only or args.only in w.name]
     if not workloads:
@@ -290,8 +331,10 @@ def main() -> None:
                                          extra={"audit": {"replay": {"rows": 0}}})
             procs.append(nr_proc)
             targets.append(nr)
-        results = run_interleaved(targets, workloads, args.reps, args.seconds, work)
-        report(results, workloads, args)
+        with halt_poll(args.halt_poll_ns):
+            setting = idle_setting()
+            results = run_interleaved(targets, workloads, args.reps, args.seconds, work)
+        report(results, workloads, args, setting)
     finally:
         for p in procs:
             p.send_signal(signal.SIGTERM)
@@ -304,12 +347,13 @@ def main() -> None:
 
 
 def report(
-    results: dict[tuple[str, str], list[dict[str, float]]], workloads: list[Workload], args: argparse.Namespace
+    results: dict[tuple[str, str], list[dict[str, float]]], workloads: list[Workload], args: argparse.Namespace,
+    setting: str = "",
 ) -> None:
     def med(w: str, t: str, k: str) -> float:
         return statistics.median(r[k] for r in results[(w, t)])
 
-    print(f"\n{args.reps} repetitions x {args.seconds} s per run, pgbench scale {args.scale}, medians\n")
+    print(f"\n{args.reps} repetitions x {args.seconds} s per run, pgbench scale {args.scale}, medians; {setting}\n")
     head = ("workload", "target", "TPS", "x direct", "latency ms", "added us", "added us, paired", "CPU us/tx",
             "of it shipper", "wardgate/pgbouncer", "wardgate/relay")
     rows = []
