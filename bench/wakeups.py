@@ -15,6 +15,8 @@ prints, per target and as medians over the repetitions:
 - hand-offs a transaction: how many wakeups of the chain's tasks, and how many of them crossed CPUs;
 - waited a transaction: the time the chain's tasks spent runnable but not running (after a wakeup, or preempted
   by another task: the audit shipper, a kernel thread), summed, a mean where the delays above are medians;
+- wakeups a transaction onto a CPU busy with a task outside the chain (the shipper, mostly), and their mean delay:
+  such a wakeup cannot be seen by a polling idle CPU, it takes an interrupt (through the hypervisor, on a guest);
 - the proxy's time from switch-in to the wakeup of the server (a query on its way) and of the client (an answer
   on its way): the processing a proxy puts on the critical path, which is what a faster machine keeps; and its
   run time a transaction (on the critical path or not).
@@ -56,6 +58,7 @@ class Chain:
     to_client: list[float] = field(default_factory=list)  # the proxy: switch-in -> wakeup of the client
     wakeups: int = 0
     crossed: int = 0
+    busy_cpu_delay: list[float] = field(default_factory=list)  # woken where another task (not idle) ran before
     waited: float = 0.0  # every run of a chain task: time runnable but not running (woken or preempted), summed
     proxy_ran: float = 0.0  # the proxy's run time, summed
 
@@ -67,6 +70,7 @@ def analyse(timehist: Iterable[str], client: str, server: str, proxy: str | None
     chain = Chain()
     members = {client, server} | ({proxy} if proxy else set())
     started: dict[str, float] = {}  # cpu -> when the task now running there was switched in
+    previous: dict[str, str | None] = {}  # cpu -> the pid that ran there last (None: the idle task)
     pending: dict[str, str] = {}  # wakee pid -> the waker's cpu
     for line in timehist:
         m = _WAKE.match(line)
@@ -95,6 +99,10 @@ def analyse(timehist: Iterable[str], client: str, server: str, proxy: str | None
             else:
                 chain.crossed += 1
                 chain.other_cpu_delay.append(delay)
+            before = previous.get(cpu, "")
+            if before is not None and before not in members and before != "":
+                chain.busy_cpu_delay.append(delay)  # it had to take the CPU from another task: an interrupt
+        previous[cpu] = pid
     return chain
 
 
@@ -181,7 +189,8 @@ def report(runs: dict[str, list[tuple[dict[str, float], Chain]]], args: argparse
     print(f"\nselect-only, 1 client, {args.reps} x {args.seconds} s under perf sched record; medians of the runs' "
           f"medians, us; {setting}\n")
     head = ("target", "latency", "added", "wakeups/tx", "crossed/tx", "delay same CPU", "delay other CPU",
-            "waited/tx", "proxy: in -> query out", "proxy: in -> answer out", "proxy ran/tx")
+            "waited/tx", "woken on a busy CPU/tx", "its mean delay", "proxy: in -> query out",
+            "proxy: in -> answer out", "proxy ran/tx")
     rows = [head]
     direct = _med([r["latency_ms"] for r, _ in runs["direct"]]) * 1000
     for name, rs in runs.items():
@@ -192,6 +201,8 @@ def report(runs: dict[str, list[tuple[dict[str, float], Chain]]], args: argparse
             f"{_med([_med(c.same_cpu_delay) for _, c in rs]):.1f}",
             f"{_med([_med(c.other_cpu_delay) for _, c in rs]):.1f}",
             f"{_med([c.waited / r['tx'] for r, c in rs]):.1f}",
+            f"{_med([len(c.busy_cpu_delay) / r['tx'] for r, c in rs]):.3f}",
+            f"{_med([statistics.fmean(c.busy_cpu_delay) if c.busy_cpu_delay else 0.0 for _, c in rs]):.0f}",
             "" if name == "direct" else f"{_med([_med(c.to_server) for _, c in rs]):.1f}",
             "" if name == "direct" else f"{_med([_med(c.to_client) for _, c in rs]):.1f}",
             "" if name == "direct" else f"{_med([c.proxy_ran / r['tx'] for r, c in rs]):.1f}",

@@ -51,6 +51,13 @@ def test_analyse_reads_a_recording() -> None:
     assert c.to_server == pytest.approx([15.0], abs=0.01)
     assert c.proxy_ran == pytest.approx(27 + 32 + 24)
     assert c.waited == pytest.approx(32 + 5 + 0 + 30 + 31 + 5)  # the kworker is not in the chain
+    assert c.busy_cpu_delay == []  # every wakee took its CPU from the idle task or from the chain
+
+
+def test_a_wakeup_onto_a_busy_cpu() -> None:
+    lines = TIMEHIST.replace("720.646701 [0001]  <idle>", "720.646701 [0001]  python[7326]").splitlines()
+    c = wakeups.analyse(lines, "7340", "7342", "7325")
+    assert c.busy_cpu_delay == [30.0]  # postgres, woken while the shipper (7326) ran on CPU 1
 
 
 def test_analyse_direct_has_no_proxy() -> None:
