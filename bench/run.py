@@ -336,14 +336,19 @@ def main() -> None:
             results = run_interleaved(targets, workloads, args.reps, args.seconds, work)
         report(results, workloads, args, setting)
     finally:
-        for p in procs:
-            p.send_signal(signal.SIGTERM)
-            try:
-                p.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        drop_database(db, role)
-        shutil.rmtree(work, ignore_errors=True)
+        clean_up(procs, db, role, work)
+
+
+def clean_up(procs: list[subprocess.Popen[bytes]], db: str, role: str, work: Path) -> None:
+    """Stop the targets, drop the benchmark's database and role, remove the work folder."""
+    for p in procs:
+        p.send_signal(signal.SIGTERM)
+        try:
+            p.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            p.kill()
+    drop_database(db, role)
+    shutil.rmtree(work, ignore_errors=True)
 
 
 def report(

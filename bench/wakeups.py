@@ -175,14 +175,7 @@ def main() -> None:
                 print(f"repetition {rep + 1}/{args.reps} done", file=sys.stderr)
         report(runs, args, setting)
     finally:
-        for p in procs:
-            p.send_signal(signal.SIGTERM)
-            try:
-                p.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        bench.drop_database(db, role)
-        shutil.rmtree(work, ignore_errors=True)
+        bench.clean_up(procs, db, role, work)
 
 
 def report(runs: dict[str, list[tuple[dict[str, float], Chain]]], args: argparse.Namespace, setting: str) -> None:
