@@ -69,3 +69,29 @@ def test_analyse_direct_has_no_proxy() -> None:
 def test_busiest_without_the_task() -> None:
     with pytest.raises(SystemExit, match="no mysql task"):
         wakeups.busiest(TIMEHIST.splitlines(), "mysql")
+
+
+def test_halt_poll_restores_the_setting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """bench/run.py --halt-poll-ns changes a machine setting for a run: it must be put back, also on error."""
+    import run
+
+    knob = tmp_path / "guest_halt_poll_ns"
+    knob.write_text("0\n")
+    monkeypatch.setattr(run, "HALT_POLL", knob)
+    with run.halt_poll(200000):
+        assert knob.read_text() == "200000"
+    assert knob.read_text() == "0"
+    with pytest.raises(RuntimeError), run.halt_poll(50000):
+        assert knob.read_text() == "50000"
+        raise RuntimeError("a run that fails")
+    assert knob.read_text() == "0"
+    with run.halt_poll(None):  # no option: the setting is not touched
+        assert knob.read_text() == "0"
+
+
+def test_halt_poll_refuses_without_the_driver(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import run
+
+    monkeypatch.setattr(run, "HALT_POLL", tmp_path / "absent")
+    with pytest.raises(SystemExit, match="not haltpoll"), run.halt_poll(200000):
+        pass
