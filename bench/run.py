@@ -17,9 +17,10 @@ repetitions (direct select-only at 1 client ran 75-103 us within minutes), and a
 ``--halt-poll-ns N`` (root; a KVM guest whose idle driver is haltpoll) sets how long an idle CPU polls before it
 halts, for the run, and restores it after. With 0 (the setting of the virtual machines this was written on) every
 wakeup of a task on the other, idle CPU waits for the hypervisor to wake that CPU: ~30 us, twice a transaction
-direct and twice more through any proxy, which makes pgbouncer add ~30 us at one client instead of the ~12 a
-machine with cheap wakeups shows. With 200000 an idle CPU polls for 200 us first, and a wakeup costs what it
-costs on bare metal; every target runs under the same setting (bench/wakeups.py measures the wakeups).
+direct and twice more through any proxy, which makes pgbouncer add 30-66 us at one client where the issue measured
+12. With 200000 (the kernel's default for the driver) an idle CPU polls for 200 us first and sees a wakeup in 3-4
+us; a wakeup onto a CPU busy with another task still takes an interrupt through the hypervisor. Every target runs
+under the same setting (bench/wakeups.py measures the wakeups).
 """
 
 from __future__ import annotations
