@@ -46,6 +46,18 @@ def statement(session: str, seq: int, samples: bool, rows: int = 1) -> Write:
         1, "ok", "SELECT 1", 1, None, None, 0.081, "allow", "default", None, None, sample))
 
 
+def store_with_session(url: str) -> tuple[Store, str]:
+    """A migrated store holding one session, the session the benchmark's statement records belong to."""
+    store = Store(url)
+    store.migrate()
+    session = str(uuid.uuid4())
+    store.write([Write("sessions", {"id": session, "user": "bench", "groups": "[]", "auth_method": "password",
+                                    "connection": "bench", "protocol": "postgres", "client_addr": "127.0.0.1",
+                                    "application_name": "pgbench", "gateway": "bench", "started_at": time.time(),
+                                    "bytes_from_client": 0, "bytes_to_client": 0})])
+    return store, session
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--records", type=int, default=30000)
@@ -60,14 +72,7 @@ def main() -> int:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        store = Store(args.postgres or f"sqlite:///{root / 'store.db'}")
-        store.migrate()
-        session = str(uuid.uuid4())
-        store.write([Write("sessions", {"id": session, "user": "bench", "groups": "[]", "auth_method": "password",
-                                        "connection": "bench", "protocol": "postgres",
-                                        "client_addr": "127.0.0.1", "application_name": "pgbench",
-                                        "gateway": "bench", "started_at": time.time(),
-                                        "bytes_from_client": 0, "bytes_to_client": 0})])
+        store, session = store_with_session(args.postgres or f"sqlite:///{root / 'store.db'}")
         journal = Journal(root / "journal", f"bench-{session[:8]}")
         for start in range(0, args.records, args.batch):
             writes = [statement(session, s + 1, not args.no_samples, args.rows)

@@ -16,14 +16,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
-import uuid
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from wardgate.store import Store
-from wardgate.store.db import Write
+from shipper import store_with_session  # bench/shipper.py: the same store and session
 
 
 def main() -> int:
@@ -41,15 +38,7 @@ def main() -> int:
             raise SystemExit(f"building shipper_floor.c failed (libsqlite3-dev installed?):\n{build.stderr}")
         for entry in (1, 0):
             db = Path(tmp) / f"store-{entry}.db"
-            store = Store(f"sqlite:///{db}")
-            store.migrate()
-            session = str(uuid.uuid4())
-            store.write([Write("sessions", {"id": session, "user": "bench", "groups": "[]",
-                                            "auth_method": "password", "connection": "bench",
-                                            "protocol": "postgres", "client_addr": "127.0.0.1",
-                                            "application_name": "pgbench", "gateway": "bench",
-                                            "started_at": time.time(), "bytes_from_client": 0,
-                                            "bytes_to_client": 0})])
+            store, session = store_with_session(f"sqlite:///{db}")
             store.close()
             subprocess.run([str(binary), str(db), session, str(args.records), str(args.batch), str(entry)],
                            check=True)
